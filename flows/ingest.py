@@ -1,0 +1,38 @@
+"""Ingest a folder of captioned images: every file ends up in the warehouse, kept or dropped."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+
+from mmpipe.home import resolve_home
+from mmpipe.stages.decode import DecodeConfig
+from tasks.ingest import ingest_batch, scan_folder_task
+from tasks.report import publish_outcomes
+from tasks.runs import finish_run, start_run
+
+
+@flow(name="ingest")
+def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int = 256,
+                max_pixels: int = DecodeConfig.max_pixels) -> dict:
+    """Scan `folder`, decode and validate every image in batches, record samples and decisions."""
+    home = str(resolve_home(home))
+    params = {"folder": str(folder), "name": name, "batch_size": batch_size, "max_pixels": max_pixels}
+    run_id = start_run(home, "ingest", params)
+    try:
+        entries = scan_folder_task(folder)
+        batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
+        results = ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),
+                                   source=unmapped(name), max_pixels=unmapped(max_pixels)).result()
+        counts = publish_outcomes(home, run_id, "ingest", name)
+    except BaseException:
+        finish_run(home, run_id, "ingest", "failed")
+        raise
+    finish_run(home, run_id, "ingest", "completed")
+    return {
+        "run_id": run_id,
+        "home": home,
+        "ingested": sum(counts.values()),
+        "kept": counts.get("kept", 0),
+        "new_samples": sum(r["new_samples"] for r in results),
+        "outcomes": counts,
+    }

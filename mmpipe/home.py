@@ -1,0 +1,31 @@
+"""Where mmpipe keeps its warehouse, and the offline Prefect settings that go with it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_HOME = "mmpipe-data"
+
+# Prefect settings mmpipe always turns off: it runs offline and phones nobody.
+_TELEMETRY_OFF = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+}
+
+
+def resolve_home(home: str | os.PathLike | None = None) -> Path:
+    """The mmpipe home: the argument, else $MMPIPE_HOME, else ./mmpipe-data."""
+    return Path(home or os.environ.get("MMPIPE_HOME") or DEFAULT_HOME).resolve()
+
+
+def configure_prefect(home: str | os.PathLike | None = None) -> None:
+    """Offline hygiene; call before prefect is imported. PREFECT_HOME defaults under the mmpipe home."""
+    root = resolve_home(home)
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    os.environ.update(_TELEMETRY_OFF)
+    # The ephemeral API server can take a while to start on a small machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")

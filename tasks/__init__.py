@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over mmpipe library functions and the warehouse."""

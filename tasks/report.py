@@ -1,0 +1,28 @@
+"""Tasks that leave artifacts a person looks at: counts by drop reason and a run summary."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from warehouse import Warehouse
+from warehouse.queries import outcome_counts
+
+
+@task(cache_policy=NO_CACHE)
+def publish_outcomes(home: str, run_id: str, flow: str, name: str) -> dict[str, int]:
+    """Counts by outcome for the run, as a table artifact and a markdown summary."""
+    counts = outcome_counts(Warehouse(home), run_id)
+    total = sum(counts.values())
+    rows = [{"outcome": k, "samples": v, "share": f"{v / total:.1%}" if total else "-"} for k, v in counts.items()]
+    key = f"{flow}-{name}".lower()
+    key = "".join(c if c.isalnum() or c == "-" else "-" for c in key)
+    create_table_artifact(rows, key=f"{key}-outcomes", description=f"Samples by outcome, run {run_id}")
+    kept = counts.get("kept", 0)
+    lines = [f"# {flow} `{name}`", "", f"run `{run_id}`: {total} samples, {kept} kept, {total - kept} dropped", "",
+             "| outcome | samples |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], "",
+             "Explain it in SQL: `mmpipe sql \"SELECT drop_reason, count(*) FROM outcomes "
+             f"WHERE run_id = '{run_id}' GROUP BY 1\"`"]
+    create_markdown_artifact("\n".join(lines), key=f"{key}-summary", description=f"{flow} summary")
+    return counts
