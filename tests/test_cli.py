@@ -1,0 +1,84 @@
+"""The `mmpipe` command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmpipe.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ingested_home(prefect_harness, demo_folder, home):
+    folder, _ = demo_folder
+    result = runner.invoke(app, ["ingest", str(folder), "--name", "demo", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "decompression_bomb" in result.output
+    return home
+
+
+def test_sql_tables_runs(ingested_home):
+    home = ["--home", str(ingested_home)]
+    out = runner.invoke(app, ["sql", "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1", *home])
+    assert out.exit_code == 0 and "truncated" in out.output and "unsupported_format" in out.output
+    out = runner.invoke(app, ["tables", *home])
+    assert out.exit_code == 0 and "samples" in out.output and "24" in out.output
+    out = runner.invoke(app, ["runs", *home])
+    assert out.exit_code == 0 and "completed" in out.output
+
+
+def test_sql_formats(ingested_home, tmp_path):
+    home = ["--home", str(ingested_home)]
+    q = "SELECT source_key, width FROM samples WHERE format = 'png' ORDER BY 1"
+    out = runner.invoke(app, ["sql", q, "--format", "json", *home])
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.exit_code == 0 and rows[0]["source_key"] == "chelsea.png"
+    out = runner.invoke(app, ["sql", q, "--format", "csv", *home])
+    assert out.stdout.splitlines()[0] == '"source_key","width"'
+    dest = tmp_path / "out.parquet"
+    out = runner.invoke(app, ["sql", q, "--format", "parquet", "--output", str(dest), *home])
+    import pyarrow.parquet as pq
+
+    assert out.exit_code == 0 and pq.read_table(dest).num_rows == len(rows)
+
+
+def test_writes_and_bad_queries_get_clear_messages(ingested_home):
+    home = ["--home", str(ingested_home)]
+    out = runner.invoke(app, ["sql", "DELETE FROM samples", *home])
+    assert out.exit_code == 1 and "read-only" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, ["sql", "SELECT nope FROM samples", *home])
+    assert out.exit_code == 1 and "Binder Error" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, ["sql", "SELECT 1", "--home", str(ingested_home / "missing")])
+    assert out.exit_code == 1 and "no warehouse" in out.output
+
+
+def test_home_from_environment(ingested_home):
+    out = runner.invoke(app, ["tables"], env={"MMPIPE_HOME": str(ingested_home)})
+    assert out.exit_code == 0 and "decisions" in out.output
+
+
+def test_ingest_of_a_missing_folder_is_a_clear_error(home):
+    out = runner.invoke(app, ["ingest", str(home / "nope"), "--name", "x", "--home", str(home)])
+    assert out.exit_code == 1 and "not a folder" in out.output
+
+
+def test_mmpipe_demo_end_to_end(tmp_path):
+    """The README's demo command, in a fresh process with its own ephemeral Prefect server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["MMPIPE_HOME"] = str(tmp_path / "demo-home")
+    exe = Path(sys.executable).with_name("mmpipe")
+    proc = subprocess.run([str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "mmpipe sql" in proc.stdout and "decompression_bomb" in proc.stdout
+    assert (tmp_path / "demo-home" / "prefect").is_dir()  # PREFECT_HOME under the mmpipe home
+    q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM decisions GROUP BY 1"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert q.returncode == 0 and "truncated" in q.stdout
