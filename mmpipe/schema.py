@@ -24,6 +24,7 @@ BATCH_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("format", pa.string()),
+        ("phash", pa.int64()),
         ("duration_s", pa.float64()),
         ("sample_rate", pa.int32()),
         ("keep", pa.bool_()),
@@ -46,6 +47,7 @@ SAMPLE_COLUMNS = [
     "format",
     "duration_s",
     "sample_rate",
+    "phash",
 ]
 
 # Columns of the warehouse `decisions` table that a stage supplies (the task adds run_id).

@@ -33,7 +33,8 @@ def decided_ids(wh: Warehouse, run_id: str, stage: str, sample_ids: list[str]) -
 def outcome_counts(wh: Warehouse, run_id: str) -> dict[str, int]:
     """Samples of a run by final outcome: 'kept' or their drop reason."""
     rows = wh.sql(
-        "SELECT coalesce(drop_reason, 'kept') AS outcome, count(*) AS n FROM outcomes "
+        "SELECT coalesce(regexp_replace(drop_reason, '^duplicate_of:.*', 'duplicate_of'), 'kept') AS outcome, "
+        "count(*) AS n FROM outcomes "
         "WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1", [run_id]).to_pylist()
     return {r["outcome"]: r["n"] for r in rows}
 
@@ -43,3 +44,73 @@ def recent_runs(wh: Warehouse, limit: int = 20):
     return wh.query_readonly(
         "SELECT run_id, flow, name, status, started_at, finished_at, ingested, kept, dropped "
         "FROM run_summary ORDER BY started_at DESC LIMIT ?", [limit])
+
+
+def content_keys(wh: Warehouse, sample_ids: list[str]):
+    """content_sha256 and phash of the given samples (Arrow)."""
+    return wh.sql("SELECT sample_id, content_sha256, phash FROM samples "
+                  "WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))", [sample_ids])
+
+
+def dropped_ids(wh: Warehouse, run_id: str, stage: str) -> set[str]:
+    """Samples a stage dropped in this run."""
+    rows = wh.sql("SELECT sample_id FROM decisions WHERE run_id = ? AND stage = ? AND NOT keep", [run_id, stage])
+    return set(rows.column("sample_id").to_pylist())
+
+
+def stage_done(wh: Warehouse, run_id: str, stage: str) -> int:
+    """How many decisions a stage has recorded in this run."""
+    return wh.sql("SELECT count(*) AS n FROM decisions WHERE run_id = ? AND stage = ?",
+                  [run_id, stage]).column("n")[0].as_py()
+
+
+def scored_ids(wh: Warehouse, model: str, pretrained: str, sample_ids: list[str]) -> set[str]:
+    """Which samples already have a CLIP score from this model (in any run)."""
+    rows = wh.sql("SELECT sample_id FROM clip_scores WHERE model = ? AND pretrained = ? "
+                  "AND sample_id IN (SELECT unnest(?::VARCHAR[]))", [model, pretrained, sample_ids])
+    return set(rows.column("sample_id").to_pylist())
+
+
+def clip_scores_of(wh: Warehouse, model: str, pretrained: str, sample_ids: list[str]) -> dict[str, float]:
+    """sample_id -> CLIP score from this model."""
+    rows = wh.sql("SELECT sample_id, score FROM clip_scores WHERE model = ? AND pretrained = ? "
+                  "AND sample_id IN (SELECT unnest(?::VARCHAR[]))", [model, pretrained, sample_ids])
+    return dict(zip(rows.column("sample_id").to_pylist(), rows.column("score").to_pylist()))
+
+
+def kept_ids(wh: Warehouse, run_id: str) -> set[str]:
+    """Samples that every stage of this run kept."""
+    rows = wh.sql("SELECT sample_id FROM outcomes WHERE run_id = ? AND keep", [run_id])
+    return set(rows.column("sample_id").to_pylist())
+
+
+def manifest_rows(wh: Warehouse, run_id: str, model: str | None, pretrained: str | None) -> list[dict]:
+    """One row per kept sample of the run: what a curated dataset's manifest holds."""
+    return wh.sql(
+        "SELECT s.sample_id, s.text, s.width, s.height, s.format, s.source, s.source_key, s.uri, "
+        "s.content_sha256, c.score AS clip_score FROM outcomes o JOIN samples s USING (sample_id) "
+        "LEFT JOIN clip_scores c ON c.sample_id = o.sample_id AND c.model = ? AND c.pretrained = ? "
+        "WHERE o.run_id = ? AND o.keep ORDER BY s.sample_id",
+        [model or "", pretrained or "", run_id]).to_pylist()
+
+
+def score_quantiles(wh: Warehouse, run_id: str, model: str, pretrained: str) -> dict[str, float]:
+    """Quantiles of the CLIP scores of this run's scored samples."""
+    row = wh.sql(
+        "SELECT count(*) AS n, min(score) AS min, quantile_cont(score, 0.1) AS p10, "
+        "quantile_cont(score, 0.25) AS p25, median(score) AS p50, quantile_cont(score, 0.75) AS p75, "
+        "quantile_cont(score, 0.9) AS p90, max(score) AS max FROM clip_scores c "
+        "WHERE model = ? AND pretrained = ? AND sample_id IN "
+        "(SELECT sample_id FROM decisions WHERE run_id = ? AND stage = 'clip_filter')",
+        [model, pretrained, run_id]).to_pylist()[0]
+    return row
+
+
+def dataset_version(wh: Warehouse, name: str, run_id: str) -> str:
+    """The version this run's dataset gets: its existing one, else one more than the newest."""
+    rows = wh.sql("SELECT version, run_id FROM datasets WHERE name = ?", [name]).to_pylist()
+    for r in rows:
+        if r["run_id"] == run_id:
+            return r["version"]
+    numbers = [int(r["version"][1:]) for r in rows if r["version"].startswith("v") and r["version"][1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS _schema_runs (
 CREATE TABLE IF NOT EXISTS _schema_samples (
     sample_id VARCHAR, modality VARCHAR, source VARCHAR, source_key VARCHAR, uri VARCHAR,
     content_sha256 VARCHAR, text VARCHAR, width INTEGER, height INTEGER, format VARCHAR,
-    duration_s DOUBLE, sample_rate INTEGER, first_run_id VARCHAR
+    duration_s DOUBLE, sample_rate INTEGER, phash BIGINT, first_run_id VARCHAR
 );
 
 -- One row per (sample, run, stage) that the stage evaluated.

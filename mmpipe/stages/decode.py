@@ -12,6 +12,7 @@ import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps
 
 from mmpipe.stages.base import Filter, _set
+from mmpipe.stages.dedup import phash
 
 # Magic bytes -> PIL format name. Only these ever reach a decoder, so formats such as EPS
 # (which would start Ghostscript) cannot be opened whatever their file name says.
@@ -112,14 +113,14 @@ class DecodeImages(Filter):
 
     def decide(self, batch: pa.Table):
         reasons: list[str | None] = []
-        self._dims: dict[str, tuple[int, int, str]] = {}
+        self._dims: dict[str, tuple[int, int, str, int]] = {}
         for sid, content in zip(batch["sample_id"].to_pylist(), batch["content"].to_pylist()):
             try:
                 img, fmt = decode_image(content or b"", self.config.max_pixels)
             except DecodeError as e:
                 reasons.append(e.reason)
                 continue
-            self._dims[sid] = (img.width, img.height, fmt)
+            self._dims[sid] = (img.width, img.height, fmt, phash(img))
             if self.keep_images:
                 self.images[sid] = img
             reasons.append(None)
@@ -136,4 +137,6 @@ class DecodeImages(Filter):
         fmt = [d[2] if d else f for d, f in zip(dims, out["format"].to_pylist())]
         out = _set(out, "width", pa.array(width, pa.int32()))
         out = _set(out, "height", pa.array(height, pa.int32()))
-        return _set(out, "format", pa.array(fmt, pa.string()))
+        out = _set(out, "format", pa.array(fmt, pa.string()))
+        ph = [d[3] if d else p for d, p in zip(dims, out["phash"].to_pylist())]
+        return _set(out, "phash", pa.array(ph, pa.int64()))

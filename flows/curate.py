@@ -1,0 +1,92 @@
+"""Curate image-text pairs: decode, basic filters, dedup, CLIP score and filter, export shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from tqdm import tqdm
+
+from mmpipe.home import resolve_home
+from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from mmpipe.sources import SourceSpec
+from mmpipe.stages.basic import BasicFilterConfig
+from mmpipe.stages.clip_filter import ClipFilterConfig
+from mmpipe.stages.clip_score import ClipScoreConfig
+from mmpipe.stages.decode import DecodeConfig
+from mmpipe.stages.dedup import DedupConfig
+from tasks.clip import score_staged_shard
+from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, staged_path
+from tasks.dataset import choose_version, export_staged_shard, publish_dataset
+from tasks.report import publish_outcomes
+from tasks.runs import finish_run, start_run
+
+
+@flow(name="curate")
+def curate_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
+                url_col: str | None = None, caption_col: str | None = None, split: str | None = None,
+                shard_size: int = 512, min_caption_words: int = 2, min_caption_chars: int = 5,
+                min_side: int = 200, max_aspect_ratio: float = 3.0, max_pixels: int | None = None,
+                exact_dedup: bool = True, dedup_hamming: int | None = 4,
+                clip_model: str = DEFAULT_MODEL, clip_pretrained: str | None = DEFAULT_PRETRAINED,
+                min_clip_score: float | None = None, keep_fraction: float | None = None,
+                clip_batch_size: int = 128, clip_workers: int = 2, device: str | None = None,
+                out: str | None = None) -> dict:
+    """One resumable run from a source to a curated WebDataset with every decision in the warehouse."""
+    home = str(resolve_home(home))
+    params = {k: v for k, v in locals().items() if k != "home"}
+    scoring = clip_model.lower() != "none"
+    if scoring and min_clip_score is None and keep_fraction is None:
+        keep_fraction = 0.3  # DataComp's CLIP-score baseline keeps the top 30%
+        params["keep_fraction"] = keep_fraction
+    spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split, shard_size=shard_size)
+    run_id = start_run(home, "curate", params)
+    try:
+        shards = plan_source(spec)
+        prepared = prepare_shard.map(
+            shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
+            decode=unmapped(DecodeConfig(max_pixels=max_pixels or DecodeConfig.max_pixels)),
+            basic=unmapped(BasicFilterConfig(min_caption_words, min_caption_chars, min_side, max_aspect_ratio,
+                                             max_pixels))).result()
+        broken = [p for p in prepared if p.get("error")]
+        for p in broken:
+            get_run_logger().warning("shard %s broke off while reading: %s", p["shard"], p["error"])
+        staged = [str(staged_path(home, run_id, s.index)) for s in shards]
+        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
+        n_scored = 0
+        if scoring:
+            n_scored = _score_all(home, run_id, staged, ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size,
+                                                                       clip_workers, device))
+            clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
+                            clip_model, clip_pretrained or "")
+        version = choose_version(home, name, run_id)
+        out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
+        model = clip_model if scoring else None
+        sizes = dict(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
+                                             out_dir=unmapped(out_dir), model=unmapped(model),
+                                             pretrained=unmapped(clip_pretrained)).result())
+        filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
+                                               "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
+                                               "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
+        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, model, clip_pretrained)
+        counts = publish_outcomes(home, run_id, "curate", name)
+    except BaseException:
+        finish_run(home, run_id, "curate", "failed")
+        raise
+    finish_run(home, run_id, "curate", "completed")
+    return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
+            "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
+            "n_scored": n_scored, "broken_shards": broken, "dataset": dataset}
+
+
+def _score_all(home: str, run_id: str, staged: list[str], config: ClipScoreConfig) -> int:
+    """Score shard after shard (one model, one device), with a progress artifact and bar."""
+    progress = create_progress_artifact(0.0, description=f"CLIP scoring, run {run_id}")
+    n = 0
+    with tqdm(total=len(staged), desc="CLIP scoring", unit="shard", disable=None) as bar:
+        for i, path in enumerate(staged):
+            n += score_staged_shard(home, run_id, path, config)
+            update_progress_artifact(progress, 100.0 * (i + 1) / len(staged))
+            bar.update(1)
+    return n

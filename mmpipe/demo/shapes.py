@@ -1,0 +1,146 @@
+"""Synthetic captioned shapes with known ground truth: mismatched captions, duplicates, bad samples.
+
+Images are drawn with PIL; captions describe colour and shape. A known share of captions
+deliberately describes another picture, some images are duplicated (exact and re-encoded), and a
+few samples break the basic filters. A separate trusted seed split (all captions correct) trains
+the demo's filter model, the DFN way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mmpipe.export import write_tar_atomic
+
+COLORS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (240, 210, 20),
+          "purple": (140, 40, 170), "orange": (245, 130, 20)}
+SHAPES = ("circle", "square", "triangle", "cross")
+BACKGROUNDS = {"white": (250, 250, 250), "grey": (150, 150, 150), "black": (15, 15, 15)}
+TEMPLATES = ("a {c} {s}", "a {c} {s} on a {b} background", "a photo of a {c} {s}", "a drawing of a {size} {c} {s}",
+             "one {c} {s} in the picture")
+
+
+def _background(base: tuple[int, int, int], side: int, rng: random.Random) -> Image.Image:
+    """A plain colour with a low-contrast gradient at a random angle, so pictures differ."""
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:side, 0:side] / side - 0.5
+    ramp = (np.cos(angle) * xx + np.sin(angle) * yy) * rng.uniform(60, 110)
+    ripple = np.sin((xx * rng.uniform(2, 6) + yy * rng.uniform(2, 6)) * np.pi) * 15
+    arr = np.clip(np.asarray(base, dtype=np.float64) + (ramp + ripple)[..., None], 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def draw(color: str, shape: str, bg: str, rng: random.Random, side: int = 96) -> tuple[Image.Image, str]:
+    """One picture of a coloured shape; returns the image and its size word."""
+    img = _background(BACKGROUNDS[bg], side, rng)
+    d = ImageDraw.Draw(img)
+    big = rng.random() < 0.5
+    r = rng.randint(side // 4, side * 2 // 5) if big else rng.randint(side // 7, side // 5)
+    cx, cy = rng.randint(r, side - r), rng.randint(r, side - r)
+    fill = COLORS[color]
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    else:
+        w = max(2, r // 3)
+        d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
+        d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+    return img, "large" if big else "small"
+
+
+def caption(color: str, shape: str, bg: str, size: str, rng: random.Random) -> str:
+    return rng.choice(TEMPLATES).format(c=color, s=shape, b=bg, size=size)
+
+
+def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _other(color: str, shape: str, rng: random.Random) -> tuple[str, str]:
+    while True:
+        c, s = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        if (c, s) != (color, shape) and (c != color or rng.random() < 0.5) and (s != shape or rng.random() < 0.5):
+            return c, s
+
+
+def random_pair(rng: random.Random, side: int = 96) -> tuple[bytes, str, tuple[str, str]]:
+    """A correctly captioned pair: (jpeg bytes, caption, (colour, shape))."""
+    c, s, b = rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice([k for k in BACKGROUNDS])
+    if c == "yellow" and b == "white" or c == "purple" and b == "black":
+        b = "grey"
+    img, size = draw(c, s, b, rng, side)
+    return _jpeg(img), caption(c, s, b, size, rng), (c, s)
+
+
+@dataclass
+class ShapesSet:
+    """Where the set was written and its ground truth per source key."""
+
+    shards: list[Path]
+    pattern: str
+    seed_pairs: list[tuple[bytes, str]]
+    truth: dict[str, dict]
+
+
+def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, mismatch: float = 0.2, dup: float = 0.05,
+                 shard_size: int = 200, seed: int = 0) -> ShapesSet:
+    """Write the candidate pool as WebDataset shards and return it with its trusted seed split."""
+    rng = random.Random(seed)
+    out = Path(out)
+    seed_pairs = [random_pair(rng)[:2] for _ in range(n_seed)]
+    samples: list[tuple[str, bytes, str, dict]] = []
+    originals: list[tuple[bytes, Image.Image]] = []
+    for i in range(n):
+        key = f"{i:06d}"
+        roll = rng.random()
+        if originals and roll < dup:
+            content, img = rng.choice(originals)
+            exact = rng.random() < 0.5
+            data = content if exact else _jpeg(img, quality=rng.randint(60, 80))
+            samples.append((key, data, f"another copy of a picture number {i}", {"duplicate": True}))
+            continue
+        c, s, b = rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
+        img, size = draw(c, s, b, rng)
+        truth = {"color": c, "shape": s, "mismatched": False, "duplicate": False}
+        if rng.random() < mismatch:
+            mc, ms = _other(c, s, rng)
+            text = caption(mc, ms, b, size, rng)
+            truth["mismatched"] = True
+        else:
+            text = caption(c, s, b, size, rng)
+        data = _jpeg(img)
+        originals.append((data, img))
+        samples.append((key, data, text, truth))
+    # A few samples that the basic filters must catch.
+    small, _ = draw("red", "circle", "white", rng, side=40)
+    samples.append(("bad_small", _jpeg(small), "a tiny red circle", {"expect": "too_small"}))
+    wide = Image.new("RGB", (400, 100), BACKGROUNDS["white"])
+    samples.append(("bad_wide", _jpeg(wide), "a very wide empty banner", {"expect": "aspect_ratio"}))
+    samples.append(("bad_caption", random_pair(rng)[0], "shape", {"expect": "caption_too_short"}))
+    samples.append(("bad_bytes", b"\xff\xd8\xff\xe0garbage", "a broken jpeg file", {"expect": "truncated"}))
+    shards = []
+    for k, start in enumerate(range(0, len(samples), shard_size)):
+        path = out / f"shapes-{k:06d}.tar"
+        members = []
+        for key, data, text, truth in samples[start:start + shard_size]:
+            members += [(f"{key}.jpg", data), (f"{key}.txt", text.encode()), (f"{key}.json", json.dumps(truth).encode())]
+        write_tar_atomic(path, members)
+        shards.append(path)
+    pattern = str(out / f"shapes-{{000000..{len(shards) - 1:06d}}}.tar")
+    truth: dict[str, dict] = {}
+    for k, start in enumerate(range(0, len(samples), shard_size)):
+        for key, _, _, t in samples[start:start + shard_size]:
+            truth[f"shapes-{k:06d}.tar/{key}"] = t
+    return ShapesSet(shards, pattern, seed_pairs, truth)

@@ -1,0 +1,118 @@
+"""Deduplication: exact (same image bytes) and near (perceptual hash within a Hamming radius).
+
+The first sample seen (lowest `order`) is kept; later ones get `duplicate_of:<sample_id>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from scipy.fft import dctn
+
+from mmpipe.stages.base import Filter
+
+
+def phash(img: Image.Image) -> int:
+    """64-bit perceptual hash (DCT of a 32x32 grey thumbnail, 8x8 low frequencies vs their median)."""
+    grey = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = dctn(grey, norm="ortho")[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    value = 0
+    for b in bits:
+        value = (value << 1) | int(b)
+    return value - (1 << 64) if value >= (1 << 63) else value  # stored as signed BIGINT
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    x = x.view(np.uint64)
+    count = np.zeros(x.shape, dtype=np.uint64)
+    for shift in range(0, 64, 8):
+        count += _POP8[(x >> np.uint64(shift)) & np.uint64(0xFF)]
+    return count
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint64)
+
+
+def near_duplicates(hashes: np.ndarray, threshold: int) -> dict[int, int]:
+    """index -> index of the first earlier hash within `threshold` bits (pigeonhole banding).
+
+    Splitting 64 bits into threshold+1 bands, two hashes within the radius agree exactly on at
+    least one band, so only same-bucket pairs need an exact distance check.
+    """
+    n = len(hashes)
+    if n == 0 or threshold < 0:
+        return {}
+    h = hashes.astype(np.int64).view(np.uint64)
+    bands = min(threshold + 1, 64)
+    edges = np.linspace(0, 64, bands + 1).astype(int)
+    dup_of: dict[int, int] = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = np.uint64((1 << (hi - lo)) - 1)
+        keys = (h >> np.uint64(lo)) & mask
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        ends = np.r_[starts[1:], n]
+        for s, e in zip(starts, ends):
+            if e - s < 2:
+                continue
+            members = np.sort(order[s:e])
+            for j_pos in range(1, len(members)):
+                j = members[j_pos]
+                earlier = members[:j_pos]
+                dist = _popcount(h[earlier] ^ h[j])
+                close = earlier[dist <= threshold]
+                if len(close):
+                    first = int(close.min())
+                    if j not in dup_of or first < dup_of[j]:
+                        dup_of[int(j)] = first
+    return dup_of
+
+
+@dataclass
+class DedupConfig:
+    """exact: same image bytes; near: perceptual hash within `hamming` bits (None turns it off)."""
+
+    exact: bool = True
+    hamming: int | None = 4
+
+
+class Dedup(Filter):
+    """Keeps the first-seen of each duplicate group over a whole run's candidates.
+
+    Expects columns sample_id, content_sha256, phash and `order` (first seen = lowest).
+    """
+
+    name = "dedup"
+    version = "1"
+
+    def __init__(self, config: DedupConfig | None = None):
+        super().__init__()
+        self.config = config or DedupConfig()
+
+    def decide(self, batch: pa.Table):
+        order = np.argsort(np.asarray(batch["order"].to_pylist()), kind="stable")
+        ids = [batch["sample_id"][int(i)].as_py() for i in order]
+        shas = [batch["content_sha256"][int(i)].as_py() for i in order]
+        raw = [batch["phash"][int(i)].as_py() for i in order]
+        reason: list[str | None] = [None] * len(ids)
+        if self.config.exact:
+            first: dict[str, int] = {}
+            for k, sha in enumerate(shas):
+                if sha in first:
+                    reason[k] = f"duplicate_of:{ids[first[sha]]}"
+                else:
+                    first[sha] = k
+        if self.config.hamming is not None:
+            alive = [k for k in range(len(ids)) if reason[k] is None and raw[k] is not None]
+            hashes = np.array([raw[k] for k in alive], dtype=np.int64)
+            for j, i in near_duplicates(hashes, self.config.hamming).items():
+                reason[alive[j]] = f"duplicate_of:{ids[alive[i]]}"
+        out: list[str | None] = [None] * len(ids)
+        for k, i in enumerate(order):
+            out[int(i)] = reason[k]
+        return out, None

@@ -1,0 +1,1 @@
+"""Training: objectives (task = model + loss) and one readable loop."""
