@@ -16,7 +16,7 @@ from mmpipe.stages.clip_filter import ClipFilterConfig
 from mmpipe.stages.clip_score import ClipScoreConfig
 from mmpipe.stages.decode import DecodeConfig
 from mmpipe.stages.dedup import DedupConfig
-from tasks.clip import score_staged_shard
+from tasks.clip import ensure_clip, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, staged_path
 from tasks.dataset import choose_version, export_staged_shard, publish_dataset
 from tasks.report import publish_outcomes
@@ -41,6 +41,9 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         keep_fraction = 0.3  # DataComp's CLIP-score baseline keeps the top 30%
         params["keep_fraction"] = keep_fraction
     spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split, shard_size=shard_size)
+    clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device)
+    if scoring:
+        ensure_clip(clip_config)
     run_id = start_run(home, "curate", params)
     try:
         shards = plan_source(spec)
@@ -56,8 +59,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
         if scoring:
-            n_scored = _score_all(home, run_id, staged, ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size,
-                                                                       clip_workers, device))
+            n_scored = _score_all(home, run_id, staged, clip_config)
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
                             clip_model, clip_pretrained or "")
         version = choose_version(home, name, run_id)

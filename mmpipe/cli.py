@@ -150,28 +150,98 @@ def _print_outcomes(result: dict) -> None:
 
 
 @app.command()
-def demo(home: HomeOpt = None) -> None:
-    """Run the pipeline on embedded demo data (real photos plus broken files) and show how to look at it."""
-    from mmpipe.demo.photos import write_demo_folder
-
-    root = resolve_home(home)
-    folder = root / "demo" / "photos"
-    write_demo_folder(folder)
+def curate(
+    source: Annotated[str, typer.Argument(help="Folder, WebDataset shards (shard-{000000..000009}.tar), a .parquet/.csv/"
+                                               ".jsonl of paths or URLs, or a datasets save_to_disk folder.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
+    kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf (detected when omitted).")] = None,
+    url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or image bytes).")] = None,
+    caption_col: Annotated[Optional[str], typer.Option(help="Table column with captions.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of a DatasetDict on disk.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Rows per shard for folders and tables.")] = 512,
+    min_caption_words: int = 2, min_caption_chars: int = 5,
+    min_side: Annotated[int, typer.Option(help="Drop images whose shorter side is smaller.")] = 200,
+    max_aspect_ratio: float = 3.0,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Drop images with more pixels.")] = None,
+    exact_dedup: Annotated[bool, typer.Option(help="Drop later copies of the same image bytes.")] = True,
+    dedup_hamming: Annotated[int, typer.Option(help="Near-dup radius in pHash bits; -1 turns it off.")] = 4,
+    clip_model: Annotated[str, typer.Option(help="open_clip model name, hf-hub:/local-dir: id, or none.")] = "ViT-B-32",
+    clip_pretrained: Annotated[Optional[str], typer.Option(help="Pretrained tag or checkpoint path.")] = "laion2b_s34b_b79k",
+    min_clip_score: Annotated[Optional[float], typer.Option(help="Keep pairs scoring at least this.")] = None,
+    keep_fraction: Annotated[Optional[float], typer.Option(help="Keep this top fraction (default 0.3).")] = None,
+    clip_batch_size: int = 128, clip_workers: int = 2,
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the shards (default <home>/datasets/NAME/vN).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
+    if min_clip_score is not None and keep_fraction is not None:
+        _fail("give --min-clip-score or --keep-fraction, not both")
     _flows(home)
-    from flows.ingest import ingest_flow
+    from flows.curate import curate_flow
+    from mmpipe.models.clip import ClipWeightsUnavailable
 
-    result = ingest_flow(str(folder), "demo-photos", home=str(root))
+    try:
+        result = curate_flow(source, name, home=str(resolve_home(home)), kind=kind, url_col=url_col,
+                             caption_col=caption_col, split=split, shard_size=shard_size,
+                             min_caption_words=min_caption_words, min_caption_chars=min_caption_chars,
+                             min_side=min_side, max_aspect_ratio=max_aspect_ratio, max_pixels=max_pixels,
+                             exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
+                             clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
+                             keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
+                             device=device, out=str(out) if out else None)
+    except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
     _print_outcomes(result)
+    _print_dataset(result["dataset"])
+
+
+def _print_dataset(ds: dict) -> None:
+    typer.echo(f"\ndataset {ds['version']}: {ds['n_samples']} samples")
+    typer.echo(f"  shards:   {ds['shards_uri']}")
+    typer.echo(f"  manifest: {ds['manifest_uri']}")
+
+
+@app.command()
+def demo(home: HomeOpt = None,
+         train_steps: Annotated[int, typer.Option(help="Steps to train the demo's CLIP filter.")] = 300) -> None:
+    """Run the pipeline on embedded demo data and show how to look at what it made."""
+    root = resolve_home(home)
+    _flows(home)
+    from flows.demo import demo_flow
+
+    result = demo_flow(home=str(root), train_steps=train_steps)
+    typer.echo("\n== photos (ingest flow) ==")
+    _print_outcomes(result["ingest"])
+    typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
+    filt = result["filter"]
+    typer.echo(f"filter: {filt['model_name']} trained on the trusted seed split -> {filt['checkpoint']}")
+    typer.echo(f"        threshold calibrated on held-out trusted pairs: min CLIP score {filt['min_score']:.4f}")
+    _print_outcomes(result["curate"])
+    _print_dataset(result["curate"]["dataset"])
+    rep = result["report"]
+    c, d = rep["clip_filter"], rep["dedup"]
+    typer.echo(f"\nCLIP filter vs the known mismatched captions: precision {c['precision']:.3f}, "
+               f"recall {c['recall']:.3f} ({c['true_positives']} of {c['bad']} caught, {c['dropped']} dropped, "
+               f"{c['evaluated']} scored)")
+    typer.echo(f"dedup vs the known copies: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
+    typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
+               "planted bad samples dropped with the expected reason")
+    shards = result["curate"]["dataset"]["shards_uri"]
     typer.echo(f"""
-What it made:
-  {folder}   demo images (real photos from scikit-image, and deliberately broken files)
-  {root / 'warehouse.duckdb'}   the DuckDB catalog; rows live as Parquet under {root / 'tables'}
+What it made (under {root}):
+  demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
+  warehouse.duckdb + tables/      every sample and decision (DuckDB catalog over Parquet)
+  models/demo-filter/             the bootstrapped CLIP filter (safetensors)
+  datasets/demo-shapes/           curated WebDataset shards, sizes.json, manifest.parquet
 
 Look at it:
-  mmpipe tables --home {root}
-  mmpipe runs --home {root}
-  mmpipe sql "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 2 DESC" --home {root}
-  mmpipe sql "SELECT s.source_key, d.drop_reason FROM decisions d JOIN samples s USING (sample_id) WHERE NOT d.keep" --home {root}
+  .venv/bin/mmpipe runs --home {root}
+  .venv/bin/mmpipe sql "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 2 DESC" --home {root}
+  .venv/bin/mmpipe sql "SELECT s.source_key, o.drop_stage, o.drop_reason FROM outcomes o JOIN samples s USING (sample_id) WHERE NOT o.keep LIMIT 20" --home {root}
+  .venv/bin/mmpipe sql "SELECT name, version, n_samples, shards_uri FROM datasets" --home {root}
+Train on the curated shards with open_clip:
+  python -m open_clip_train.main --dataset-type webdataset --train-data '{shards}' --train-num-samples {result['curate']['dataset']['n_samples']} ...
 """)
 
 

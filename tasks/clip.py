@@ -50,3 +50,9 @@ def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfi
              run_id)
     wh.write("clip_scores", pa.table({**common, "score": [got[s][0] for s in ids]}), run_id)
     return n
+
+
+@task(cache_policy=NO_CACHE, tags=["gpu"])
+def ensure_clip(config: ClipScoreConfig) -> str:
+    """Load the CLIP model up front (once per process) so missing weights fail before any work."""
+    return scorer_for(config).bundle.device

@@ -114,3 +114,10 @@ def dataset_version(wh: Warehouse, name: str, run_id: str) -> str:
             return r["version"]
     numbers = [int(r["version"][1:]) for r in rows if r["version"].startswith("v") and r["version"][1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
+
+
+def run_outcomes(wh: Warehouse, run_id: str) -> list[dict]:
+    """Every sample of a run with where it was seen and its final outcome."""
+    return wh.sql(
+        "SELECT s.source_key, s.sample_id, o.keep, o.drop_reason, o.drop_stage FROM outcomes o "
+        "JOIN samples s USING (sample_id) WHERE o.run_id = ?", [run_id]).to_pylist()

@@ -20,7 +20,7 @@ def train_filter(seed_pairs: list[tuple[bytes, str]], out_dir: str | Path, steps
 
     register_configs()
     torch.manual_seed(seed)
-    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL, pretrained=None)
+    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL, pretrained=None, pretrained_text=False)
     dataset = PairDataset(seed_pairs, preprocess, open_clip.get_tokenizer(TINY_MODEL))
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 10),
                          weight_decay=0.05, seed=seed, device=device, checkpoint_every=max(1, steps // 3),

@@ -92,14 +92,27 @@ class ShapesSet:
     pattern: str
     seed_pairs: list[tuple[bytes, str]]
     truth: dict[str, dict]
+    seed_shard: Path
+    holdout_shard: Path
 
 
-def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, mismatch: float = 0.2, dup: float = 0.05,
-                 shard_size: int = 200, seed: int = 0) -> ShapesSet:
-    """Write the candidate pool as WebDataset shards and return it with its trusted seed split."""
+def _write_pairs(path: Path, pairs: list[tuple[bytes, str]]) -> Path:
+    members = []
+    for i, (data, text) in enumerate(pairs):
+        members += [(f"{i:06d}.jpg", data), (f"{i:06d}.txt", text.encode())]
+    write_tar_atomic(path, members)
+    return path
+
+
+def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: int = 200, mismatch: float = 0.2,
+                 dup: float = 0.05, shard_size: int = 200, seed: int = 0) -> ShapesSet:
+    """Write the candidate pool as WebDataset shards, plus a trusted seed split and a held-out trusted split."""
     rng = random.Random(seed)
     out = Path(out)
     seed_pairs = [random_pair(rng)[:2] for _ in range(n_seed)]
+    holdout = [random_pair(rng)[:2] for _ in range(n_holdout)]
+    seed_shard = _write_pairs(out / "trusted" / "seed-000000.tar", seed_pairs)
+    holdout_shard = _write_pairs(out / "trusted" / "holdout-000000.tar", holdout)
     samples: list[tuple[str, bytes, str, dict]] = []
     originals: list[tuple[bytes, Image.Image]] = []
     for i in range(n):
@@ -132,15 +145,33 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, mismatch: fl
     samples.append(("bad_bytes", b"\xff\xd8\xff\xe0garbage", "a broken jpeg file", {"expect": "truncated"}))
     shards = []
     for k, start in enumerate(range(0, len(samples), shard_size)):
-        path = out / f"shapes-{k:06d}.tar"
+        path = out / "pool" / f"shapes-{k:06d}.tar"
         members = []
         for key, data, text, truth in samples[start:start + shard_size]:
             members += [(f"{key}.jpg", data), (f"{key}.txt", text.encode()), (f"{key}.json", json.dumps(truth).encode())]
         write_tar_atomic(path, members)
         shards.append(path)
-    pattern = str(out / f"shapes-{{000000..{len(shards) - 1:06d}}}.tar")
+    pattern = str(out / "pool" / f"shapes-{{000000..{len(shards) - 1:06d}}}.tar")
     truth: dict[str, dict] = {}
     for k, start in enumerate(range(0, len(samples), shard_size)):
         for key, _, _, t in samples[start:start + shard_size]:
             truth[f"shapes-{k:06d}.tar/{key}"] = t
-    return ShapesSet(shards, pattern, seed_pairs, truth)
+    return ShapesSet(shards, pattern, seed_pairs, truth, seed_shard, holdout_shard)
+
+
+def evaluate(outcomes: list[dict], truth: dict[str, dict]) -> dict[str, dict]:
+    """Precision/recall of the CLIP filter (mismatched captions) and of dedup (copies), from a run's outcomes."""
+    from mmpipe.evaluate.filtering import precision_recall
+
+    by_key = {o["source_key"]: o for o in outcomes}
+    clip_seen = {k for k, o in by_key.items() if o["drop_stage"] in (None, "clip_filter")}
+    clip_dropped = {k for k, o in by_key.items() if o["drop_stage"] == "clip_filter"}
+    mismatched = {k for k, t in truth.items() if t.get("mismatched")}
+    dedup_seen = {k for k, o in by_key.items() if o["drop_stage"] not in ("decode", "basic")}
+    dedup_dropped = {k for k, o in by_key.items() if o["drop_stage"] == "dedup"}
+    copies = {k for k, t in truth.items() if t.get("duplicate")}
+    basic_expected = {k: t["expect"] for k, t in truth.items() if "expect" in t}
+    basic_ok = sum(1 for k, reason in basic_expected.items() if (by_key.get(k) or {}).get("drop_reason") == reason)
+    return {"clip_filter": precision_recall(clip_dropped, mismatched, clip_seen),
+            "dedup": precision_recall(dedup_dropped, copies, dedup_seen),
+            "basic": {"expected": len(basic_expected), "caught_with_expected_reason": basic_ok}}

@@ -23,3 +23,19 @@ class PairDataset(Dataset):
         content, text = self.pairs[i]
         img, _ = decode_image(content)
         return self.preprocess(img), self.tokenizer([text])[0]
+
+
+def pairs_from_shards(paths: list[str]) -> list[tuple[bytes, str]]:
+    """(image bytes, caption) of every complete sample in WebDataset shards."""
+    from mmpipe.sources.webdataset import read_tar
+
+    pairs = []
+    for path in paths:
+        batch, error = read_tar(path, "train")
+        if error:
+            raise ValueError(f"training shard {path} is broken: {error}")
+        for content, text, keep in zip(batch["content"].to_pylist(), batch["text"].to_pylist(),
+                                       batch["keep"].to_pylist()):
+            if keep and content and text:
+                pairs.append((content, text))
+    return pairs

@@ -23,4 +23,4 @@ class Contrastive(nn.Module):
         with torch.no_grad():
             logits = image_features @ text_features.T
             acc = (logits.argmax(-1) == torch.arange(len(logits), device=logits.device)).float().mean()
-        return {"contrastive_loss": loss}, {"logit_scale": float(logit_scale), "batch_i2t_acc": float(acc)}
+        return {"contrastive_loss": loss}, {"logit_scale": logit_scale.item(), "batch_i2t_acc": acc.item()}

@@ -1,0 +1,32 @@
+"""Tasks of the demo: its data, and scoring its curation against the known ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from mmpipe.demo.photos import write_demo_folder
+from mmpipe.demo.shapes import ShapesSet, evaluate, write_shapes
+from warehouse import Warehouse, utcnow
+from warehouse.queries import run_outcomes
+
+
+@task(cache_policy=NO_CACHE)
+def write_demo_data(home: str) -> tuple[str, ShapesSet]:
+    """The photo folder and the synthetic shapes set, under <home>/demo."""
+    photos = Path(home) / "demo" / "photos"
+    write_demo_folder(photos)
+    return str(photos), write_shapes(Path(home) / "demo" / "shapes")
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_demo(home: str, run_id: str, shapes: ShapesSet, model_id: str) -> dict:
+    """Precision/recall of the filters against the known mismatches and copies; recorded in `evals`."""
+    wh = Warehouse(home)
+    report = evaluate(run_outcomes(wh, run_id), shapes.truth)
+    rows = [{"model_id": model_id, "metric": f"mismatch_{k}", "value": float(report["clip_filter"][k]),
+             "split": "demo-shapes-pool", "run_id": run_id, "created_at": utcnow()} for k in ("precision", "recall")]
+    wh.record_eval(rows, run_id)
+    return report
