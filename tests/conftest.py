@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach a hub: make any attempt fail at once instead of waiting on the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mmpipe-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
@@ -40,3 +42,83 @@ def demo_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def home(tmp_path) -> Path:
     """A fresh, empty mmpipe home."""
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory) -> str:
+    """A real mmpipe-tiny-clip (seeded random init) saved as a safetensors checkpoint."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from mmpipe.models.clip import TINY_MODEL, register_configs
+
+    register_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_MODEL, pretrained=None, pretrained_text=False)
+    path = tmp_path_factory.mktemp("clip") / "tiny.safetensors"
+    save_file({k: v.contiguous().clone() for k, v in model.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """A small synthetic shapes set as WebDataset shards, with its ground truth."""
+    from mmpipe.demo.shapes import write_shapes
+
+    return write_shapes(tmp_path_factory.mktemp("shapes"), n=160, n_seed=64, n_holdout=32, shard_size=50)
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory):
+    """A real HTTP server on 127.0.0.1 serving images, errors, slow and flaky responses."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files: dict[str, bytes] = {}
+    state = {"active": 0, "max_active": 0, "flaky": {}}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            with lock:
+                state["active"] += 1
+                state["max_active"] = max(state["max_active"], state["active"])
+            try:
+                time.sleep(0.05)
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[0] == "img" and parts[1] in files:
+                    return self._send(200, files[parts[1]])
+                if parts[0] == "status":
+                    return self._send(int(parts[1]), b"error")
+                if parts[0] == "slow":
+                    time.sleep(3)
+                    return self._send(200, b"late")
+                if parts[0] == "flaky":
+                    with lock:
+                        n = state["flaky"].get(parts[1], 0)
+                        state["flaky"][parts[1]] = n + 1
+                    if n == 0:
+                        return self._send(503, b"try again")
+                    return self._send(200, files[parts[1]])
+                return self._send(404, b"not found")
+            finally:
+                with lock:
+                    state["active"] -= 1
+
+        def _send(self, code: int, body: bytes):
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {"base": base, "files": files, "state": state}
+    server.shutdown()

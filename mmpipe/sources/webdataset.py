@@ -57,6 +57,16 @@ def _failed_downloads(tar_path: Path, source: str, modality: str) -> list[dict]:
     return rows
 
 
+def _has_end_marker(path: Path, offset: int) -> bool:
+    """An uncompressed tar ends with two zero blocks after its last member; a cut-off one does not."""
+    with path.open("rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            return True  # gzip: a truncated stream already raised EOFError
+        f.seek(offset)
+        tail = f.read(1024)
+    return len(tail) == 1024 and not tail.strip(b"\x00")
+
+
 def read_tar(path: str, source: str, modality: str = "image") -> tuple[pa.Table, str | None]:
     """All samples of one shard as a batch, and a read error if the tar broke off midway."""
     tar_path = Path(path)
@@ -72,6 +82,9 @@ def read_tar(path: str, source: str, modality: str = "image") -> tuple[pa.Table,
                     continue
                 f = tf.extractfile(member)
                 groups.setdefault(key, {})[ext] = f.read() if f else b""
+            end = tf.offset
+        if not _has_end_marker(tar_path, end):
+            error = "the tar ends without its end-of-archive marker (truncated?)"
     except (tarfile.TarError, OSError, EOFError) as e:
         error = f"{type(e).__name__}: {e}"
     media_exts = IMAGE_EXTS if modality == "image" else AUDIO_EXTS

@@ -42,8 +42,9 @@ class ClipFilter(Filter):
             self.threshold = c.min_score
             label = f"clip_score_below:{c.min_score:g}"
         else:
-            valid = scores[~np.isnan(scores)]
-            self.threshold = float(np.quantile(valid, 1 - c.keep_fraction, method="lower")) if len(valid) else np.inf
+            valid = np.sort(scores[~np.isnan(scores)])[::-1]
+            k = max(1, int(round(c.keep_fraction * len(valid))))
+            self.threshold = float(valid[k - 1]) if len(valid) else np.inf
             label = f"clip_score_not_in_top:{c.keep_fraction:g}"
         reasons = [None if (not np.isnan(s) and s >= self.threshold) else label for s in scores]
         return reasons, scores.tolist()

@@ -1,0 +1,101 @@
+"""Basic filters, dedup and the CLIP filter: each annotates keep + reason and never deletes rows."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from mmpipe.schema import batch_from_rows
+from mmpipe.stages.basic import BasicFilter, BasicFilterConfig
+from mmpipe.stages.clip_filter import ClipFilter, ClipFilterConfig
+from mmpipe.stages.dedup import Dedup, DedupConfig, _popcount, near_duplicates, phash
+
+
+def test_basic_filter_defaults_are_datacomps():
+    rows = [
+        {"sample_id": "ok", "text": "a red bus", "width": 300, "height": 200, "keep": True},
+        {"sample_id": "one_word", "text": "bus", "width": 300, "height": 200, "keep": True},
+        {"sample_id": "short", "text": "a b", "width": 300, "height": 200, "keep": True},
+        {"sample_id": "small", "text": "a red bus", "width": 300, "height": 199, "keep": True},
+        {"sample_id": "wide", "text": "a red bus", "width": 900, "height": 250, "keep": True},
+        {"sample_id": "already", "text": "x", "width": 1, "height": 1, "keep": False, "drop_reason": "decode_error",
+         "drop_stage": "decode"},
+    ]
+    f = BasicFilter()
+    out = f(batch_from_rows(rows))
+    assert out["drop_reason"].to_pylist() == [None, "caption_too_short", "caption_too_short", "too_small",
+                                              "aspect_ratio", "decode_error"]
+    assert out.num_rows == 6 and f.counts["kept"] == 1
+    lenient = BasicFilter(BasicFilterConfig(min_caption_words=1, min_caption_chars=3, min_side=100,
+                                            max_aspect_ratio=4, max_pixels=100_000))
+    out = lenient(batch_from_rows(rows))
+    assert out["drop_reason"].to_pylist()[:5] == [None, None, None, None, "too_many_pixels"]
+
+
+def _img(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((128, 128), Image.Resampling.BILINEAR)
+
+
+def test_phash_is_stable_under_reencoding_and_differs_across_images():
+    a = _img(1)
+    buf = io.BytesIO()
+    a.save(buf, "JPEG", quality=60)
+    a2 = Image.open(io.BytesIO(buf.getvalue()))
+    dist = lambda x, y: int(_popcount(np.array([phash(x) ^ phash(y)], dtype=np.int64))[0])  # noqa: E731
+    assert dist(a, a2) <= 4
+    assert dist(a, _img(2)) > 10
+
+
+def test_near_duplicates_match_brute_force():
+    rng = np.random.default_rng(0)
+    base = rng.integers(-2**63, 2**63 - 1, size=300, dtype=np.int64)
+    flips = [np.int64(1) << np.int64(b) for b in rng.integers(0, 63, size=(100, 3))[:, 0]]
+    hashes = np.concatenate([base, base[:100] ^ np.array(flips, dtype=np.int64)])
+    got = near_duplicates(hashes, 3)
+    brute = {}
+    for j in range(len(hashes)):
+        d = _popcount(hashes[:j] ^ hashes[j])
+        close = np.flatnonzero(d <= 3)
+        if len(close):
+            brute[j] = int(close.min())
+    assert got == brute and len(got) >= 100
+
+
+def test_dedup_keeps_the_first_seen_and_names_it():
+    rows = pa.table({
+        "sample_id": ["late", "first", "copy", "near", "other"],
+        "content_sha256": ["s1", "s1", "s1", "s2", "s3"],
+        "phash": [10, 10, 10, 11, -5_000_000_000_000],
+        "order": [5, 1, 3, 4, 2],
+        "keep": [True] * 5, "drop_reason": pa.nulls(5, pa.string()), "drop_stage": pa.nulls(5, pa.string()),
+    })
+    out = Dedup(DedupConfig(exact=True, hamming=2))(rows)
+    assert out["drop_reason"].to_pylist() == ["duplicate_of:first", None, "duplicate_of:first",
+                                              "duplicate_of:first", None]
+    only_exact = Dedup(DedupConfig(exact=True, hamming=None))(rows)
+    assert only_exact["drop_reason"].to_pylist()[3] is None
+
+
+def _scores(values):
+    n = len(values)
+    return pa.table({"sample_id": [f"s{i}" for i in range(n)], "clip_score": pa.array(values, pa.float64()),
+                     "keep": [True] * n, "drop_reason": pa.nulls(n, pa.string()), "drop_stage": pa.nulls(n, pa.string())})
+
+
+def test_clip_filter_threshold_and_top_fraction():
+    out = ClipFilter(ClipFilterConfig(min_score=0.25))(_scores([0.1, 0.25, 0.3, None]))
+    assert out["drop_reason"].to_pylist() == ["clip_score_below:0.25", None, None, "clip_score_below:0.25"]
+    f = ClipFilter(ClipFilterConfig(keep_fraction=0.3))
+    out = f(_scores([i / 10 for i in range(10)]))
+    assert sum(out["keep"].to_pylist()) == 3 and out["keep"].to_pylist()[-3:] == [True] * 3
+    assert out["drop_reason"][0].as_py() == "clip_score_not_in_top:0.3"
+    with pytest.raises(ValueError, match="exactly one"):
+        ClipFilterConfig()
+    with pytest.raises(ValueError):
+        ClipFilterConfig(keep_fraction=1.5)
