@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tarfile
 import uuid
 from pathlib import Path
@@ -28,8 +30,8 @@ def choose_version(home: str, name: str, run_id: str) -> str:
 @task(cache_policy=NO_CACHE, task_run_name="export-{staged}")
 def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model: str | None = None,
                         pretrained: str | None = None) -> tuple[str, int]:
-    """Write the kept samples of one staged shard as a WebDataset shard; returns (file name, count)."""
-    out = Path(out_dir) / Path(staged).name
+    """Write the kept samples of one staged shard as a WebDataset part; returns (part name, count)."""
+    out = Path(out_dir) / "parts" / Path(staged).name
     if out.exists():
         with tarfile.open(out) as tf:
             return out.name, sum(1 for m in tf if m.name.endswith(".jpg"))
@@ -52,19 +54,23 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     """sizes.json, the Parquet manifest, the `datasets` row, artifacts and the curated event."""
     wh = Warehouse(home)
     out = Path(out_dir)
-    nonempty = {k: v for k, v in sizes.items() if v}
-    write_sizes(out, nonempty)
+    parts = sorted(k for k, v in sizes.items() if v)
+    final = {part: f"shard-{i:06d}.tar" for i, part in enumerate(parts)}
+    for part, name_ in final.items():  # contiguous names, so one brace pattern covers the dataset
+        if (out / "parts" / part).exists():
+            os.replace(out / "parts" / part, out / name_)
+    write_sizes(out, {final[p]: sizes[p] for p in parts})
     rows = manifest_rows(wh, run_id, model, pretrained)
     shard_of = {}
-    for shard in nonempty:
+    for shard in final.values():
         with tarfile.open(out / shard) as tf:
             shard_of.update({m.name.split(".")[0]: shard for m in tf if m.name.endswith(".txt")})
     for r in rows:
         r["shard"] = shard_of.get(r["sample_id"])
     manifest = write_manifest(rows, out / "manifest.parquet")
-    shards = sorted(nonempty)
-    shards_uri = str(out / (f"shard-{{{shards[0][6:12]}..{shards[-1][6:12]}}}.tar" if len(shards) > 1
-                            else shards[0])) if shards else ""
+    shutil.rmtree(out / "parts", ignore_errors=True)
+    shards_uri = str(out / (f"shard-{{000000..{len(parts) - 1:06d}}}.tar" if len(parts) > 1 else
+                            "shard-000000.tar")) if parts else ""
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": "image",
                          "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": len(rows),
