@@ -71,7 +71,8 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
                                                "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
-        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, model, clip_pretrained)
+        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec,
+                                  {"model": model, "pretrained": clip_pretrained or ""} if model else None)
         counts = publish_outcomes(home, run_id, "curate", name)
     except BaseException:
         finish_run(home, run_id, "curate", "failed")

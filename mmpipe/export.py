@@ -107,3 +107,35 @@ def write_manifest(rows: list[dict], path: str | Path) -> Path:
     pq.write_table(pa.Table.from_pylist(rows), tmp)
     os.replace(tmp, path)
     return path
+
+
+def encode_flac(audio, sample_rate: int = 16_000) -> bytes:
+    """16-bit mono FLAC bytes of float samples in [-1, 1] (through PyAV, no system tools)."""
+    import av
+    import numpy as np
+
+    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)[None, :]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=sample_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def export_audio_shard(samples: list[dict], path: str | Path) -> int:
+    """An audio-text WebDataset shard: key.flac (16 kHz mono), key.txt (transcript), key.json."""
+
+    def members():
+        for s in samples:
+            meta = {k: v for k, v in s.items() if k not in ("audio", "text")}
+            yield f"{s['sample_id']}.flac", encode_flac(s["audio"])
+            yield f"{s['sample_id']}.txt", (s.get("text") or "").encode("utf-8")
+            yield f"{s['sample_id']}.json", json.dumps(meta, default=str).encode()
+
+    write_tar_atomic(path, members())
+    return len(samples)

@@ -16,7 +16,7 @@ from prefect.events import emit_event
 
 from mmpipe.export import export_shard, read_staged, write_manifest, write_sizes
 from warehouse import Warehouse, utcnow
-from warehouse.queries import clip_scores_of, dataset_version, kept_ids, manifest_rows, score_quantiles
+from warehouse.queries import audio_manifest_rows, clip_scores_of, dataset_version, kept_ids, manifest_rows, score_quantiles
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 
@@ -50,8 +50,12 @@ def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model
 
 @task(cache_policy=NO_CACHE)
 def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: str, sizes: dict[str, int],
-                    filter_spec: dict, model: str | None, pretrained: str | None) -> dict:
-    """sizes.json, the Parquet manifest, the `datasets` row, artifacts and the curated event."""
+                    filter_spec: dict, model_key: dict | None, modality: str = "image") -> dict:
+    """sizes.json, the Parquet manifest, the `datasets` row, artifacts and the curated event.
+
+    model_key names the scores the manifest carries: {model, pretrained} (CLIP) for images,
+    {model, compute_type, task} (Whisper) for audio; None for no model.
+    """
     wh = Warehouse(home)
     out = Path(out_dir)
     parts = sorted(k for k, v in sizes.items() if v)
@@ -60,7 +64,11 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
         if (out / "parts" / part).exists():
             os.replace(out / "parts" / part, out / name_)
     write_sizes(out, {final[p]: sizes[p] for p in parts})
-    rows = manifest_rows(wh, run_id, model, pretrained)
+    key = model_key or {}
+    if modality == "audio":
+        rows = audio_manifest_rows(wh, run_id, key["model"], key["compute_type"], key["task"])
+    else:
+        rows = manifest_rows(wh, run_id, key.get("model"), key.get("pretrained"))
     shard_of = {}
     for shard in final.values():
         with tarfile.open(out / shard) as tf:
@@ -72,12 +80,12 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     shards_uri = str(out / (f"shard-{{000000..{len(parts) - 1:06d}}}.tar" if len(parts) > 1 else
                             "shard-000000.tar")) if parts else ""
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
-    wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": "image",
+    wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
                          "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": len(rows),
                          "manifest_uri": str(manifest), "shards_uri": shards_uri, "run_id": run_id,
                          "created_at": utcnow()}, run_id)
-    if model:
-        q = score_quantiles(wh, run_id, model, pretrained or "")
+    if modality == "image" and key.get("model"):
+        q = score_quantiles(wh, run_id, key["model"], key.get("pretrained") or "")
         create_table_artifact([{"statistic": k, "value": v} for k, v in q.items()],
                               key=f"curate-{_slug(name)}-clip-scores", description="CLIP score quantiles")
     emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{name}"},

@@ -26,3 +26,15 @@ def publish_outcomes(home: str, run_id: str, flow: str, name: str) -> dict[str, 
              f"WHERE run_id = '{run_id}' GROUP BY 1\"`"]
     create_markdown_artifact("\n".join(lines), key=f"{key}-summary", description=f"{flow} summary")
     return counts
+
+
+@task(cache_policy=NO_CACHE)
+def publish_wer_summary(home: str, run_id: str, name: str, model: str, compute_type: str, task_: str) -> dict:
+    """Mean WER/CER over the run's clips with a reference, as a table artifact."""
+    from warehouse.queries import wer_summary
+
+    summary = wer_summary(Warehouse(home), run_id, model, compute_type, task_)
+    key = "".join(c if c.isalnum() else "-" for c in f"transcribe-{name}".lower())
+    create_table_artifact([{"statistic": k, "value": v} for k, v in summary.items()], key=f"{key}-wer",
+                          description=f"WER summary, {model} ({compute_type}), run {run_id}")
+    return summary

@@ -121,3 +121,30 @@ def run_outcomes(wh: Warehouse, run_id: str) -> list[dict]:
     return wh.sql(
         "SELECT s.source_key, s.sample_id, o.keep, o.drop_reason, o.drop_stage FROM outcomes o "
         "JOIN samples s USING (sample_id) WHERE o.run_id = ?", [run_id]).to_pylist()
+
+
+def transcripts_of(wh: Warehouse, model: str, compute_type: str, task: str, sample_ids: list[str]) -> dict[str, dict]:
+    """sample_id -> stored transcript row for this model, compute type and task."""
+    rows = wh.sql("SELECT * FROM transcripts WHERE model = ? AND compute_type = ? AND task = ? "
+                  "AND sample_id IN (SELECT unnest(?::VARCHAR[]))", [model, compute_type, task, sample_ids])
+    return {r["sample_id"]: r for r in rows.to_pylist()}
+
+
+def audio_manifest_rows(wh: Warehouse, run_id: str, model: str, compute_type: str, task: str) -> list[dict]:
+    """One row per kept clip of the run: reference, transcript and its quality signals."""
+    return wh.sql(
+        "SELECT s.sample_id, s.text AS reference, t.text AS transcript, t.language, t.wer, t.cer, t.avg_logprob, "
+        "t.no_speech_prob, s.duration_s, s.sample_rate, s.source, s.source_key, s.uri FROM outcomes o "
+        "JOIN samples s USING (sample_id) JOIN transcripts t ON t.sample_id = o.sample_id AND t.model = ? "
+        "AND t.compute_type = ? AND t.task = ? WHERE o.run_id = ? AND o.keep ORDER BY s.sample_id",
+        [model, compute_type, task, run_id]).to_pylist()
+
+
+def wer_summary(wh: Warehouse, run_id: str, model: str, compute_type: str, task: str) -> dict:
+    """Mean WER/CER and audio hours of the run's transcribed clips that have a reference."""
+    return wh.sql(
+        "SELECT count(*) AS clips, count(t.wer) AS with_reference, avg(t.wer) AS mean_wer, median(t.wer) AS median_wer, "
+        "avg(t.cer) AS mean_cer, sum(s.duration_s) / 3600 AS audio_hours FROM transcripts t JOIN samples s "
+        "USING (sample_id) WHERE t.model = ? AND t.compute_type = ? AND t.task = ? AND t.sample_id IN "
+        "(SELECT sample_id FROM decisions WHERE run_id = ? AND stage = 'asr_quality')",
+        [model, compute_type, task, run_id]).to_pylist()[0]

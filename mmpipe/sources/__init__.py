@@ -79,7 +79,7 @@ def plan_shards(spec: SourceSpec) -> list[Shard]:
     if kind == "folder":
         from mmpipe.sources.folder import scan_folder
 
-        entries = scan_folder(spec.path)
+        entries = scan_folder(spec.path, require_text=spec.modality == "image")
         return [Shard(i, kind, spec.path, s, min(s + spec.shard_size, len(entries)),
                       tuple(entries[s: s + spec.shard_size]))
                 for i, s in enumerate(range(0, len(entries), spec.shard_size))]

@@ -66,11 +66,12 @@ def read_manifest(path: Path) -> dict[str, str]:
     return out
 
 
-def scan_folder(root: str | Path) -> list[Entry]:
+def scan_folder(root: str | Path, require_text: bool = True) -> list[Entry]:
     """Every candidate file under `root` paired with its caption, sorted by path.
 
-    A file without a caption and a manifest row without a file are kept as entries with a
-    problem (`missing_caption`, `missing_file`), so nothing seen goes unaccounted.
+    A file without a caption (when `require_text`; audio references are optional) and a manifest
+    row without a file are kept as entries with a problem (`missing_caption`, `missing_file`),
+    so nothing seen goes unaccounted.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -98,7 +99,7 @@ def scan_folder(root: str | Path) -> list[Entry]:
                     text = sidecar.read_text(encoding="utf-8").strip()
                 except UnicodeDecodeError:
                     problem = "caption_encoding"
-        if text is None and problem is None:
+        if text is None and problem is None and require_text:
             problem = "missing_caption"
         entries.append(Entry(key, str(path), text, problem))
     for key, text in sorted(captions.items()):

@@ -110,7 +110,7 @@ def read_rows(table: pa.Table, start: int, stop: int, base_dir: Path, source: st
                        content_sha256=content_sha256(contents[i]))
         else:
             row["sample_id"] = missing_sample_id(uris[i] or key, text)
-        problem = problems[i] or (None if text is not None else "missing_caption")
+        problem = problems[i] or (None if text is not None or modality != "image" else "missing_caption")
         if problem:
             row.update(keep=False, drop_reason=problem, drop_stage="decode")
         rows.append(row)

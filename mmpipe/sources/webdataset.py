@@ -112,7 +112,7 @@ def read_tar(path: str, source: str, modality: str = "image") -> tuple[pa.Table,
         else:
             content = files[media_ext]
             row.update(sample_id=sample_id(content, text), content=content, content_sha256=content_sha256(content))
-            if text is None:
+            if text is None and modality == "image":
                 row.update(keep=False, drop_reason="missing_caption", drop_stage="decode")
         rows.append(row)
     rows.extend(_failed_downloads(tar_path, source, modality))
