@@ -7,6 +7,8 @@ from prefect import flow
 from flows.bootstrap_filter import bootstrap_filter_flow
 from flows.curate import curate_flow
 from flows.ingest import ingest_flow
+from flows.transcribe import transcribe_flow
+from mmpipe.demo.speech import SPEECH_DIR
 from mmpipe.home import resolve_home
 from tasks.demo import evaluate_demo, write_demo_data
 
@@ -21,4 +23,6 @@ def demo_flow(home: str | None = None, train_steps: int = 300) -> dict:
     curate = curate_flow(shapes.pattern, "demo-shapes", home=home, min_side=64, clip_model=filt["model_name"],
                          clip_pretrained=filt["checkpoint"], min_clip_score=filt["min_score"])
     report = evaluate_demo(home, curate["run_id"], shapes, filt["model_id"])
-    return {"home": home, "photos": photos, "ingest": ingest, "filter": filt, "curate": curate, "report": report}
+    speech = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
+    return {"home": home, "photos": photos, "ingest": ingest, "filter": filt, "curate": curate, "report": report,
+            "speech": speech}

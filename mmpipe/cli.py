@@ -196,6 +196,56 @@ def curate(
     _print_dataset(result["dataset"])
 
 
+@app.command()
+def transcribe(
+    source: Annotated[str, typer.Argument(help="Folder of audio (+ .txt references), WebDataset shards, a table of "
+                                               "paths/URLs, or a datasets save_to_disk folder with an Audio column.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
+    whisper_model: Annotated[str, typer.Option(help="Size name (tiny.en ... large-v3, distil-large-v3) or a local "
+                                                    "CTranslate2 folder.")] = "large-v3",
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    compute_type: Annotated[Optional[str], typer.Option(help="float16, int8_float16, int8 (default: float16 on "
+                                                             "cuda, int8 on cpu).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Speech chunks per batch, pooled across files.")] = 16,
+    beam_size: int = 5,
+    task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
+    language: Annotated[Optional[str], typer.Option(help="Language code; detected per clip when omitted.")] = None,
+    vad: Annotated[bool, typer.Option(help="Silero VAD before decoding.")] = True,
+    kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf.")] = None,
+    url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or audio bytes).")] = None,
+    text_col: Annotated[Optional[str], typer.Option(help="Table column with reference transcripts.")] = None,
+    split: Optional[str] = None, shard_size: int = 64,
+    min_duration_s: float = 0.3, max_duration_s: float = 600.0,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the shards.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Transcribe audio with faster-whisper: decode, transcribe, quality-filter, WER, audio-text shards out."""
+    if task not in ("transcribe", "translate"):
+        _fail("--task is transcribe or translate")
+    _flows(home)
+    from flows.transcribe import transcribe_flow
+    from mmpipe.models.whisper import WhisperUnavailable
+
+    try:
+        result = transcribe_flow(source, name, home=str(resolve_home(home)), kind=kind, url_col=url_col,
+                                 text_col=text_col, split=split, shard_size=shard_size, whisper_model=whisper_model,
+                                 device=device, compute_type=compute_type, batch_size=batch_size, beam_size=beam_size,
+                                 task=task, language=language, vad=vad, min_duration_s=min_duration_s,
+                                 max_duration_s=max_duration_s, out=str(out) if out else None)
+    except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    _print_outcomes(result)
+    _print_wer(result)
+    _print_dataset(result["dataset"])
+
+
+def _print_wer(result: dict) -> None:
+    w = result["wer"]
+    if w.get("mean_wer") is not None:
+        typer.echo(f"WER {w['mean_wer']:.3f} mean, {w['median_wer']:.3f} median, CER {w['mean_cer']:.3f} "
+                   f"over {w['with_reference']} clips with a reference ({result['device']}, {result['compute_type']})")
+
+
 def _print_dataset(ds: dict) -> None:
     typer.echo(f"\ndataset {ds['version']}: {ds['n_samples']} samples")
     typer.echo(f"  shards:   {ds['shards_uri']}")
@@ -211,6 +261,9 @@ def demo(home: HomeOpt = None,
     from flows.demo import demo_flow
 
     result = demo_flow(home=str(root), train_steps=train_steps)
+    typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
+    _print_outcomes(result["speech"])
+    _print_wer(result["speech"])
     typer.echo("\n== photos (ingest flow) ==")
     _print_outcomes(result["ingest"])
     typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
@@ -231,6 +284,7 @@ def demo(home: HomeOpt = None,
     typer.echo(f"""
 What it made (under {root}):
   demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
+  datasets/demo-speech/           audio-text shards (key.flac, key.txt, key.json) + manifest.parquet
   warehouse.duckdb + tables/      every sample and decision (DuckDB catalog over Parquet)
   models/demo-filter/             the bootstrapped CLIP filter (safetensors)
   datasets/demo-shapes/           curated WebDataset shards, sizes.json, manifest.parquet
@@ -240,6 +294,7 @@ Look at it:
   .venv/bin/mmpipe sql "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 2 DESC" --home {root}
   .venv/bin/mmpipe sql "SELECT s.source_key, o.drop_stage, o.drop_reason FROM outcomes o JOIN samples s USING (sample_id) WHERE NOT o.keep LIMIT 20" --home {root}
   .venv/bin/mmpipe sql "SELECT name, version, n_samples, shards_uri FROM datasets" --home {root}
+  .venv/bin/mmpipe sql "SELECT s.source_key, t.text, round(t.wer, 3) AS wer FROM transcripts t JOIN samples s USING (sample_id)" --home {root}
 Train on the curated shards with open_clip:
   python -m open_clip_train.main --dataset-type webdataset --train-data '{shards}' --train-num-samples {result['curate']['dataset']['n_samples']} ...
 """)

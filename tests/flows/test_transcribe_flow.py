@@ -1,0 +1,100 @@
+"""The transcribe flow with the real tiny.en model on real audio files, under the Prefect harness."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from mmpipe.demo.speech import EXPECTED, SPEECH_DIR
+from warehouse import Warehouse
+
+
+@pytest.fixture
+def transcribe(prefect_harness):
+    from flows.transcribe import transcribe_flow
+
+    def run(source, home, **kw):
+        kw.setdefault("whisper_model", "tiny.en")
+        kw.setdefault("device", "cpu")
+        return transcribe_flow(source, kw.pop("name", "speech"), home=str(home), **kw)
+
+    return run
+
+
+def _outcomes(home, run_id):
+    rows = Warehouse(home).query_readonly(
+        "SELECT s.source_key, coalesce(o.drop_reason, 'kept') AS outcome FROM outcomes o JOIN samples s "
+        "USING (sample_id) WHERE o.run_id = ?", [run_id]).to_pylist()
+    return {r["source_key"]: r["outcome"] for r in rows}
+
+
+def test_every_clip_is_accounted_for_and_rerun_transcribes_nothing_twice(transcribe, home):
+    first = transcribe(str(SPEECH_DIR), home, shard_size=6)
+    assert _outcomes(home, first["run_id"]) == EXPECTED
+    assert first["ingested"] == len(EXPECTED) == first["kept"] + sum(
+        v for k, v in first["outcomes"].items() if k != "kept")
+    wh = Warehouse(home)
+    t = wh.query_readonly("SELECT count(*) AS n, count(DISTINCT sample_id) AS d, count(wer) AS w, "
+                          "avg(wer) AS mean_wer FROM transcripts").to_pylist()[0]
+    assert t["n"] == t["d"] == first["transcribed"] == 12  # 10 kept + silence + noise reach the model
+    assert t["w"] == 10 and t["mean_wer"] < 0.4
+    assert first["wer"]["with_reference"] == 10
+    seg = json.loads(wh.query_readonly("SELECT segments FROM transcripts LIMIT 1").column("segments")[0].as_py())
+    assert {"start", "end", "text"} <= set(seg[0])
+    ds = first["dataset"]
+    assert ds["n_samples"] == 10
+    from pathlib import Path
+
+    with tarfile.open(Path(ds["out_dir"]) / "shard-000000.tar") as tf:
+        names = tf.getnames()
+    assert any(n.endswith(".flac") for n in names) and any(n.endswith(".json") for n in names)
+    manifest = pq.read_table(ds["manifest_uri"])
+    assert {"reference", "transcript", "wer", "language"} <= set(manifest.column_names)
+
+    second = transcribe(str(SPEECH_DIR), home, shard_size=6)
+    assert second["transcribed"] == 0 and second["new_samples"] == 0
+    assert _outcomes(home, second["run_id"]) == EXPECTED
+    assert second["dataset"]["version"] == "v2"
+    assert wh.query_readonly("SELECT count(*) AS n FROM transcripts").column("n")[0].as_py() == 12
+
+
+def test_webdataset_table_and_hf_audio_sources(transcribe, tmp_path, http_server):
+    clip = (SPEECH_DIR / "clip00.flac").read_bytes()
+    ref = (SPEECH_DIR / "clip00.txt").read_text()
+    with tarfile.open(tmp_path / "audio-000000.tar", "w") as tf:
+        for name, data in (("a.flac", clip), ("a.txt", ref.encode()), ("b.wav", b"not audio"),
+                           ("c.flac", (SPEECH_DIR / "clip02.flac").read_bytes())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    r = transcribe(str(tmp_path / "audio-{000000..000000}.tar"), tmp_path / "h1", name="wds")
+    assert r["outcomes"] == {"kept": 2, "decode_error": 1}  # c has no reference: still transcribed and kept
+
+    http_server["files"]["clip05.ogg"] = (SPEECH_DIR / "clip05.ogg").read_bytes()
+    base = http_server["base"]
+    pq.write_table(pa.table({"audio": [str(SPEECH_DIR / "clip03.flac"), f"{base}/img/clip05.ogg", f"{base}/status/404"],
+                             "transcript": [(SPEECH_DIR / "clip03.txt").read_text(), None, "lost"]}),
+                   tmp_path / "clips.parquet")
+    r = transcribe(str(tmp_path / "clips.parquet"), tmp_path / "h2", name="table")
+    assert r["outcomes"] == {"kept": 2, "fetch_failed:http_404": 1} and r["wer"]["with_reference"] == 1
+
+    from datasets import Audio, Dataset
+
+    ds = Dataset.from_dict({"audio": [{"bytes": clip, "path": None}], "text": [ref]})
+    ds = ds.cast_column("audio", Audio(decode=False))  # an Audio column, stored as {bytes, path}
+    ds.save_to_disk(str(tmp_path / "hf"))
+    r = transcribe(str(tmp_path / "hf"), tmp_path / "h3", name="hf")
+    assert r["kept"] == 1 and r["wer"]["mean_wer"] < 0.4
+
+
+def test_cli_offline_default_model_is_a_plain_error(prefect_harness, home):
+    from mmpipe.cli import app
+
+    out = CliRunner().invoke(app, ["transcribe", str(SPEECH_DIR), "--name", "x", "--home", str(home)])
+    assert out.exit_code == 1 and "tiny.en" in out.output and "Traceback" not in out.output
