@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from tqdm import tqdm
 
@@ -23,7 +25,11 @@ from tasks.report import publish_outcomes
 from tasks.runs import finish_run, start_run
 
 
-@flow(name="curate")
+# Shards in flight at once: one per core keeps peak memory independent of the input's size.
+_RUNNER = ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2))
+
+
+@flow(name="curate", task_runner=_RUNNER)
 def curate_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
                 url_col: str | None = None, caption_col: str | None = None, split: str | None = None,
                 shard_size: int = 512, min_caption_words: int = 2, min_caption_chars: int = 5,

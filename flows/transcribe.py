@@ -27,13 +27,15 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
                     shard_size: int = 64, whisper_model: str = DEFAULT_MODEL, device: str | None = None,
                     compute_type: str | None = None, batch_size: int = 16, beam_size: int = 5,
                     task: str = "transcribe", language: str | None = None, vad: bool = True,
+                    short_windows: bool = True,
                     min_duration_s: float = 0.3, max_duration_s: float = 600.0, no_speech_threshold: float = 0.6,
                     log_prob_threshold: float = -1.0, compression_ratio_threshold: float = 2.4,
                     out: str | None = None) -> dict:
     """One resumable run from audio files to an audio-text WebDataset, every decision in the warehouse."""
     home = str(resolve_home(home))
     params = {k: v for k, v in locals().items() if k != "home"}
-    config = TranscribeConfig(whisper_model, device, compute_type, batch_size, beam_size, task, language, vad)
+    config = TranscribeConfig(whisper_model, device, compute_type, batch_size, beam_size, task, language, vad,
+                              short_windows=short_windows)
     resolved = ensure_whisper(config)
     spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, shard_size=shard_size,
                       modality="audio")
@@ -57,7 +59,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
             if r.get("skipped"):  # a resumed shard: count what its part already holds
                 sizes[f"shard-{r['shard']:06d}.tar"] = _count(out_dir / "parts" / f"shard-{r['shard']:06d}.tar")
         key = {"model": whisper_model, "compute_type": resolved["compute_type"], "task": task}
-        filter_spec = {k: params[k] for k in ("whisper_model", "task", "language", "vad", "beam_size",
+        filter_spec = {k: params[k] for k in ("whisper_model", "task", "language", "vad", "beam_size", "short_windows",
                                                "min_duration_s", "max_duration_s", "no_speech_threshold",
                                                "log_prob_threshold", "compression_ratio_threshold")}
         dataset = publish_dataset(home, run_id, name, version, str(out_dir), sizes, filter_spec, key, "audio")

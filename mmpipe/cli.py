@@ -211,6 +211,8 @@ def transcribe(
     task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
     language: Annotated[Optional[str], typer.Option(help="Language code; detected per clip when omitted.")] = None,
     vad: Annotated[bool, typer.Option(help="Silero VAD before decoding.")] = True,
+    short_windows: Annotated[bool, typer.Option(help="Encode short clips in short windows (faster; "
+                                                     "--no-short-windows pads to Whisper's 30 s).")] = True,
     kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf.")] = None,
     url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or audio bytes).")] = None,
     text_col: Annotated[Optional[str], typer.Option(help="Table column with reference transcripts.")] = None,
@@ -230,7 +232,8 @@ def transcribe(
         result = transcribe_flow(source, name, home=str(resolve_home(home)), kind=kind, url_col=url_col,
                                  text_col=text_col, split=split, shard_size=shard_size, whisper_model=whisper_model,
                                  device=device, compute_type=compute_type, batch_size=batch_size, beam_size=beam_size,
-                                 task=task, language=language, vad=vad, min_duration_s=min_duration_s,
+                                 task=task, language=language, vad=vad, short_windows=short_windows,
+                                 min_duration_s=min_duration_s,
                                  max_duration_s=max_duration_s, out=str(out) if out else None)
     except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
         _fail(str(e))

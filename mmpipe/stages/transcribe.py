@@ -2,7 +2,8 @@
 
 `BatchedInferencePipeline.transcribe` batches the 30-second chunks of one file; curation sets are
 mostly many short clips, so this stage cuts every clip into its VAD speech chunks, pools the chunks
-of all clips in a batch, and runs them through the pipeline's batched `forward` together.
+of all clips in a batch, groups them by window length and runs them through the pipeline's batched
+`forward` together. Short chunks get short encoder windows (see `window_frames`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,22 @@ class TranscribeConfig:
     language: str | None = None
     vad: bool = True
     temperature: float = 0.0
+    short_windows: bool = True
 
     def resolved(self) -> "TranscribeConfig":
         device = pick_device(self.device)
         return TranscribeConfig(self.model, device, self.compute_type or default_compute_type(device),
-                                self.batch_size, self.beam_size, self.task, self.language, self.vad, self.temperature)
+                                self.batch_size, self.beam_size, self.task, self.language, self.vad, self.temperature,
+                                self.short_windows)
+
+
+def window_frames(n_frames: int, short: bool) -> int:
+    """Encoder window for a chunk: Whisper's 30 s (3000 frames), or with `short` the chunk plus 2 s,
+    rounded up to 5 s buckets. The encoder's cost grows faster than linearly with the window, and
+    short clips padded to 30 s spend most of it on silence (whisper.cpp's audio_ctx idea)."""
+    if not short:
+        return 3000
+    return min(3000, ((n_frames + 200 + 499) // 500) * 500)
 
 
 def _options(tokenizer, config: TranscribeConfig):
@@ -94,7 +106,7 @@ class Transcriber:
         if self.model is None:
             self.setup()
         results: list[dict] = [{} for _ in audios]
-        chunks_by_lang: dict[str, list[tuple[int, np.ndarray, dict]]] = defaultdict(list)
+        chunks_by_key: dict[tuple[str, int], list[tuple[int, np.ndarray, dict]]] = defaultdict(list)
         maps = {}
         for i, audio in enumerate(audios):
             spans = _speech_spans(audio, self.config.vad)
@@ -107,9 +119,11 @@ class Transcriber:
             feats = [self.model.feature_extractor(p)[..., :-1] for p in pieces]
             lang, prob = self._language(feats)
             results[i] = {"language": lang, "language_probability": prob, "speech": True}
-            chunks_by_lang[lang] += [(i, pad_or_trim(f), m) for f, m in zip(feats, metas)]
+            for f, m in zip(feats, metas):
+                frames = window_frames(f.shape[-1], self.config.short_windows)
+                chunks_by_key[(lang, frames)].append((i, pad_or_trim(f, frames), m))
         outputs: dict[int, list[dict]] = defaultdict(list)
-        for lang, chunks in chunks_by_lang.items():
+        for (lang, _), chunks in sorted(chunks_by_key.items()):
             tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task=self.config.task,
                                   language=lang)
             options = _options(tokenizer, self.config)
