@@ -110,3 +110,16 @@ def test_batching_across_files_matches_one_file_at_a_time(transcriber):
     together = [r["text"] for r in transcriber.transcribe(audios)]
     alone = [transcriber.transcribe([a])[0]["text"] for a in audios]
     assert together == alone
+
+
+def test_short_encoder_windows_keep_accuracy(transcriber):
+    from mmpipe.stages.transcribe import window_frames
+
+    assert window_frames(340, True) == 1000 and window_frames(2900, True) == 3000 and window_frames(10, False) == 3000
+    full = Transcriber(TranscribeConfig(model="tiny.en", device="cpu", batch_size=8, short_windows=False))
+    names = [n for n, v in EXPECTED.items() if v == "kept"]
+    audios = [decode_clip(_bytes(n))[0] for n in names]
+    refs = [(SPEECH_DIR / n).with_suffix(".txt").read_text() for n in names]
+    short_wer = corpus_wer(refs, [r["text"] for r in transcriber.transcribe(audios)])
+    full_wer = corpus_wer(refs, [r["text"] for r in full.transcribe(audios)])
+    assert short_wer < 0.35 and full_wer < 0.35 and short_wer <= full_wer + 0.1
