@@ -8,7 +8,7 @@ from prefect import flow
 
 from mmpipe.home import resolve_home
 from mmpipe.models.clip import TINY_MODEL
-from tasks.runs import finish_run, start_run
+from tasks.runs import tracked_run
 from tasks.train import calibrate_task, register_model_task, train_filter_task
 
 
@@ -20,17 +20,12 @@ def bootstrap_filter_flow(seed_shards: list[str], holdout_shards: list[str], nam
     home = str(resolve_home(home))
     params = {"seed_shards": seed_shards, "holdout_shards": holdout_shards, "name": name, "steps": steps,
               "quantile": quantile}
-    run_id = start_run(home, "bootstrap-filter", params, resume=False)
-    try:
+    with tracked_run(home, "bootstrap-filter", params, resume=False) as run_id:
         out_dir = str(Path(home) / "models" / name)
         checkpoint = train_filter_task(seed_shards, out_dir, steps, device)
         min_score = calibrate_task(holdout_shards, TINY_MODEL, checkpoint, quantile)
         model_id = register_model_task(home, run_id, "contrastive", checkpoint,
                                        {"model_name": TINY_MODEL, "steps": steps, "calibrated_min_score": min_score,
                                         "calibration_quantile": quantile})
-    except BaseException:
-        finish_run(home, run_id, "bootstrap-filter", "failed")
-        raise
-    finish_run(home, run_id, "bootstrap-filter", "completed")
     return {"run_id": run_id, "model_id": model_id, "model_name": TINY_MODEL, "checkpoint": checkpoint,
             "min_score": min_score}

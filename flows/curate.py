@@ -22,7 +22,7 @@ from tasks.clip import ensure_clip, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, staged_path
 from tasks.dataset import choose_version, export_staged_shard, publish_dataset
 from tasks.report import publish_outcomes
-from tasks.runs import finish_run, start_run
+from tasks.runs import tracked_run
 
 
 # Shards in flight at once: one per core keeps peak memory independent of the input's size.
@@ -50,8 +50,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device)
     if scoring:
         ensure_clip(clip_config)
-    run_id = start_run(home, "curate", params)
-    try:
+    with tracked_run(home, "curate", params) as run_id:
         shards = plan_source(spec)
         prepared = prepare_shard.map(
             shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
@@ -80,10 +79,6 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec,
                                   {"model": model, "pretrained": clip_pretrained or ""} if model else None)
         counts = publish_outcomes(home, run_id, "curate", name)
-    except BaseException:
-        finish_run(home, run_id, "curate", "failed")
-        raise
-    finish_run(home, run_id, "curate", "completed")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
             "n_scored": n_scored, "broken_shards": broken, "dataset": dataset}

@@ -8,7 +8,7 @@ from mmpipe.home import resolve_home
 from mmpipe.stages.decode import DecodeConfig
 from tasks.ingest import ingest_batch, scan_folder_task
 from tasks.report import publish_outcomes
-from tasks.runs import finish_run, start_run
+from tasks.runs import tracked_run
 
 
 @flow(name="ingest")
@@ -17,17 +17,12 @@ def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int
     """Scan `folder`, decode and validate every image in batches, record samples and decisions."""
     home = str(resolve_home(home))
     params = {"folder": str(folder), "name": name, "batch_size": batch_size, "max_pixels": max_pixels}
-    run_id = start_run(home, "ingest", params)
-    try:
+    with tracked_run(home, "ingest", params) as run_id:
         entries = scan_folder_task(folder)
         batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
         results = ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),
                                    source=unmapped(name), max_pixels=unmapped(max_pixels)).result()
         counts = publish_outcomes(home, run_id, "ingest", name)
-    except BaseException:
-        finish_run(home, run_id, "ingest", "failed")
-        raise
-    finish_run(home, run_id, "ingest", "completed")
     return {
         "run_id": run_id,
         "home": home,

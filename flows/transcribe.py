@@ -18,7 +18,7 @@ from tasks.audio import ensure_whisper, transcribe_shard
 from tasks.curate import plan_source
 from tasks.dataset import choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
-from tasks.runs import finish_run, start_run
+from tasks.runs import tracked_run
 
 
 @flow(name="transcribe")
@@ -39,8 +39,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
     resolved = ensure_whisper(config)
     spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, shard_size=shard_size,
                       modality="audio")
-    run_id = start_run(home, "transcribe", params)
-    try:
+    with tracked_run(home, "transcribe", params) as run_id:
         shards = plan_source(spec)
         version = choose_version(home, name, run_id)
         out_dir = Path(out) if out else Path(home) / "datasets" / name / version
@@ -65,10 +64,6 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         dataset = publish_dataset(home, run_id, name, version, str(out_dir), sizes, filter_spec, key, "audio")
         wer = publish_wer_summary(home, run_id, name, whisper_model, resolved["compute_type"], task)
         counts = publish_outcomes(home, run_id, "transcribe", name)
-    except BaseException:
-        finish_run(home, run_id, "transcribe", "failed")
-        raise
-    finish_run(home, run_id, "transcribe", "completed")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(r.get("new_samples", 0) for r in results), "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -43,3 +45,15 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
 def finish_run(home: str, run_id: str, flow: str, status: str) -> None:
     """Close a run with its final status."""
     Warehouse(home).record_run(run_id, flow, status)
+
+
+@contextmanager
+def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iterator[str]:
+    """Open (or resume) a row of `runs` and close it completed, or failed if the body raises."""
+    run_id = start_run(home, flow, params, resume)
+    try:
+        yield run_id
+    except BaseException:
+        finish_run(home, run_id, flow, "failed")
+        raise
+    finish_run(home, run_id, flow, "completed")

@@ -94,7 +94,7 @@ def test_real_tiny_en_transcribes_the_shipped_clips(transcriber):
     refs = {n: (SPEECH_DIR / n).with_suffix(".txt").read_text() for n in names if EXPECTED[n] == "kept"}
     wers = {n: wer_cer(refs[n], results[n]["text"])[0] for n in refs}
     assert sum(wers.values()) / len(wers) < 0.4, wers
-    assert "fox" in results["clip00.flac"]["text"].lower() and "sunset" in results["clip02.flac"]["text"].lower()
+    assert "lazy dog" in results["clip00.flac"]["text"].lower() and "sunset" in results["clip02.flac"]["text"].lower()
     assert "weather" in results["clip05.ogg"]["text"].lower()
     for n in ("silence.wav", "noise.wav"):
         assert results[n]["text"] == "" and AsrQuality().reason(results[n]["text"], results[n]["avg_logprob"],
