@@ -48,7 +48,9 @@ def print_table(table, max_rows: int = 100) -> None:
         out.add_column(name, overflow="fold")
     for row in table.slice(0, max_rows).to_pylist():
         out.add_row(*["" if v is None else str(v) for v in row.values()])
-    console = Console(width=max(120, Console().width))
+    rows = table.slice(0, max_rows).to_pylist()
+    widest = [max([len(str(c))] + [len(str(r[c])) for r in rows]) for c in table.column_names]
+    console = Console(width=min(250, max(Console().width, sum(widest) + 3 * len(widest) + 1)))
     console.print(out)
     shown = min(max_rows, table.num_rows)
     console.print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}"
@@ -264,9 +266,6 @@ def demo(home: HomeOpt = None,
     from flows.demo import demo_flow
 
     result = demo_flow(home=str(root), train_steps=train_steps)
-    typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
-    _print_outcomes(result["speech"])
-    _print_wer(result["speech"])
     typer.echo("\n== photos (ingest flow) ==")
     _print_outcomes(result["ingest"])
     typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
@@ -283,6 +282,10 @@ def demo(home: HomeOpt = None,
     typer.echo(f"dedup vs the known copies: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
     typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
                "planted bad samples dropped with the expected reason")
+    typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
+    _print_outcomes(result["speech"])
+    _print_wer(result["speech"])
+    _print_dataset(result["speech"]["dataset"])
     shards = result["curate"]["dataset"]["shards_uri"]
     typer.echo(f"""
 What it made (under {root}):

@@ -42,7 +42,8 @@ def outcome_counts(wh: Warehouse, run_id: str) -> dict[str, int]:
 def recent_runs(wh: Warehouse, limit: int = 20):
     """The newest runs with their counts (Arrow)."""
     return wh.query_readonly(
-        "SELECT run_id, flow, name, status, started_at, finished_at, ingested, kept, dropped "
+        "SELECT run_id, flow, name, status, date_trunc('second', started_at) AS started_at, "
+        "date_trunc('second', finished_at) AS finished_at, ingested, kept, dropped "
         "FROM run_summary ORDER BY started_at DESC LIMIT ?", [limit])
 
 

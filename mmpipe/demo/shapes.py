@@ -59,7 +59,8 @@ def draw(color: str, shape: str, bg: str, rng: random.Random, side: int = 96) ->
 
 
 def caption(color: str, shape: str, bg: str, size: str, rng: random.Random) -> str:
-    return rng.choice(TEMPLATES).format(c=color, s=shape, b=bg, size=size)
+    """One of the templates, filled in (with 'an' before a vowel)."""
+    return rng.choice(TEMPLATES).format(c=color, s=shape, b=bg, size=size).replace("a orange", "an orange")
 
 
 def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
