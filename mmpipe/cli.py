@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from mmpipe.cli_output import print_dataset, print_outcomes, print_table, print_wer, write_result
 from mmpipe.home import configure_prefect, resolve_home
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,52 +34,6 @@ def _warehouse(home: Optional[Path]):
 def _flows(home: Optional[Path]):
     configure_prefect(home)
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
-
-
-def print_table(table, max_rows: int = 100) -> None:
-    """Print an Arrow table as a terminal table, at most `max_rows` rows."""
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Table(show_lines=False, header_style="bold")
-    for name in table.column_names:
-        out.add_column(name, overflow="fold")
-    for row in table.slice(0, max_rows).to_pylist():
-        out.add_row(*["" if v is None else str(v) for v in row.values()])
-    rows = table.slice(0, max_rows).to_pylist()
-    widest = [max([len(str(c))] + [len(str(r[c])) for r in rows]) for c in table.column_names]
-    console = Console(width=min(250, max(Console().width, sum(widest) + 3 * len(widest) + 1)))
-    console.print(out)
-    shown = min(max_rows, table.num_rows)
-    console.print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}"
-                  + (f", first {shown} shown; use --format csv --output FILE for all" if shown < table.num_rows else "")
-                  + ")")
-
-
-def write_result(table, fmt: str, output: Optional[Path]) -> None:
-    """Write an Arrow table as csv, json (one object per line) or parquet."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    if fmt == "parquet":
-        if output is None:
-            _fail("--format parquet needs --output PATH")
-        pq.write_table(table, output)
-    elif fmt == "csv":
-        if output is None:
-            buf = io.BytesIO()
-            pacsv.write_csv(table, buf)
-            sys.stdout.write(buf.getvalue().decode())
-        else:
-            pacsv.write_csv(table, output)
-    else:
-        lines = "".join(json.dumps(r, default=str) + "\n" for r in table.to_pylist())
-        if output is None:
-            sys.stdout.write(lines)
-        else:
-            output.write_text(lines)
-    if output is not None:
-        typer.echo(f"wrote {table.num_rows} rows to {output}", err=True)
 
 
 @app.command()
@@ -141,14 +93,7 @@ def ingest(folder: Annotated[Path, typer.Argument(help="Folder of images with ca
                              max_pixels=max_pixels)
     except ManifestError as e:
         _fail(str(e))
-    _print_outcomes(result)
-
-
-def _print_outcomes(result: dict) -> None:
-    typer.echo(f"\nrun {result['run_id']}: {result['ingested']} samples, {result['kept']} kept, "
-               f"{result['ingested'] - result['kept']} dropped ({result['new_samples']} new to the warehouse)")
-    for outcome, n in result["outcomes"].items():
-        typer.echo(f"  {outcome:<24} {n}")
+    print_outcomes(result)
 
 
 @app.command()
@@ -194,8 +139,8 @@ def curate(
                              device=device, out=str(out) if out else None)
     except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    _print_outcomes(result)
-    _print_dataset(result["dataset"])
+    print_outcomes(result)
+    print_dataset(result["dataset"])
 
 
 @app.command()
@@ -239,22 +184,9 @@ def transcribe(
                                  max_duration_s=max_duration_s, out=str(out) if out else None)
     except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    _print_outcomes(result)
-    _print_wer(result)
-    _print_dataset(result["dataset"])
-
-
-def _print_wer(result: dict) -> None:
-    w = result["wer"]
-    if w.get("mean_wer") is not None:
-        typer.echo(f"WER {w['mean_wer']:.3f} mean, {w['median_wer']:.3f} median, CER {w['mean_cer']:.3f} "
-                   f"over {w['with_reference']} clips with a reference ({result['device']}, {result['compute_type']})")
-
-
-def _print_dataset(ds: dict) -> None:
-    typer.echo(f"\ndataset {ds['version']}: {ds['n_samples']} samples")
-    typer.echo(f"  shards:   {ds['shards_uri']}")
-    typer.echo(f"  manifest: {ds['manifest_uri']}")
+    print_outcomes(result)
+    print_wer(result)
+    print_dataset(result["dataset"])
 
 
 @app.command()
@@ -267,13 +199,13 @@ def demo(home: HomeOpt = None,
 
     result = demo_flow(home=str(root), train_steps=train_steps)
     typer.echo("\n== photos (ingest flow) ==")
-    _print_outcomes(result["ingest"])
+    print_outcomes(result["ingest"])
     typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
     filt = result["filter"]
     typer.echo(f"filter: {filt['model_name']} trained on the trusted seed split -> {filt['checkpoint']}")
     typer.echo(f"        threshold calibrated on held-out trusted pairs: min CLIP score {filt['min_score']:.4f}")
-    _print_outcomes(result["curate"])
-    _print_dataset(result["curate"]["dataset"])
+    print_outcomes(result["curate"])
+    print_dataset(result["curate"]["dataset"])
     rep = result["report"]
     c, d = rep["clip_filter"], rep["dedup"]
     typer.echo(f"\nCLIP filter vs the known mismatched captions: precision {c['precision']:.3f}, "
@@ -283,9 +215,9 @@ def demo(home: HomeOpt = None,
     typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
                "planted bad samples dropped with the expected reason")
     typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
-    _print_outcomes(result["speech"])
-    _print_wer(result["speech"])
-    _print_dataset(result["speech"]["dataset"])
+    print_outcomes(result["speech"])
+    print_wer(result["speech"])
+    print_dataset(result["speech"]["dataset"])
     shards = result["curate"]["dataset"]["shards_uri"]
     typer.echo(f"""
 What it made (under {root}):

@@ -6,7 +6,7 @@ import sys
 
 def test_import_mmpipe_leaves_prefect_and_duckdb_out():
     code = (
-        "import sys, mmpipe, mmpipe.schema, mmpipe.cli, mmpipe.sources.folder, mmpipe.stages.decode, "
+        "import sys, mmpipe, mmpipe.schema, mmpipe.cli, mmpipe.cli_output, mmpipe.sources.folder, mmpipe.stages.decode, "
         "mmpipe.demo.photos, mmpipe.home\n"
         "bad = [m for m in ('prefect', 'duckdb') if m in sys.modules]\n"
         "print(bad); sys.exit(1 if bad else 0)"
