@@ -89,26 +89,30 @@ def http_server(tmp_path_factory):
                 state["active"] += 1
                 state["max_active"] = max(state["max_active"], state["active"])
             try:
-                time.sleep(0.05)
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if parts[0] == "img" and parts[1] in files:
-                    return self._send(200, files[parts[1]])
-                if parts[0] == "status":
-                    return self._send(int(parts[1]), b"error")
-                if parts[0] == "slow":
-                    time.sleep(3)
-                    return self._send(200, b"late")
-                if parts[0] == "flaky":
-                    with lock:
-                        n = state["flaky"].get(parts[1], 0)
-                        state["flaky"][parts[1]] = n + 1
-                    if n == 0:
-                        return self._send(503, b"try again")
-                    return self._send(200, files[parts[1]])
-                return self._send(404, b"not found")
+                code, body = self._route()
             finally:
+                # counted as served before the reply goes out, so a client that reuses its slot
+                # for the next request is never counted twice
                 with lock:
                     state["active"] -= 1
+            self._send(code, body)
+
+        def _route(self) -> tuple[int, bytes]:
+            time.sleep(0.05)
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[0] == "img" and parts[1] in files:
+                return 200, files[parts[1]]
+            if parts[0] == "status":
+                return int(parts[1]), b"error"
+            if parts[0] == "slow":
+                time.sleep(3)
+                return 200, b"late"
+            if parts[0] == "flaky":
+                with lock:
+                    n = state["flaky"].get(parts[1], 0)
+                    state["flaky"][parts[1]] = n + 1
+                return (503, b"try again") if n == 0 else (200, files[parts[1]])
+            return 404, b"not found"
 
         def _send(self, code: int, body: bytes):
             self.send_response(code)
