@@ -123,8 +123,13 @@ def test_tables_of_urls_fetch_with_retries_timeouts_and_a_cap(tmp_path, http_ser
     assert batch.num_rows == len(urls)
     # The cap, measured on requests that all complete (an abandoned slow request keeps its server
     # thread busy after the client has moved on, so it would blur the count).
+    import time
+
     from mmpipe.sources.fetch import fetch_all
 
+    deadline = time.monotonic() + 10
+    while http_server["state"]["active"] and time.monotonic() < deadline:  # let abandoned slow requests end
+        time.sleep(0.05)
     http_server["state"]["max_active"] = 0
     got = fetch_all([f"{base}/img/a.jpg?n={i}" for i in range(24)], FetchConfig(concurrency=4))
     assert all(content == files["a.jpg"] for content, _ in got)
