@@ -196,6 +196,7 @@ def demo(home: HomeOpt = None,
     root = resolve_home(home)
     _flows(home)
     from flows.demo import demo_flow
+    from warehouse import examples
 
     result = demo_flow(home=str(root), train_steps=train_steps)
     typer.echo("\n== photos (ingest flow) ==")
@@ -229,10 +230,10 @@ What it made (under {root}):
 
 Look at it:
   .venv/bin/mmpipe runs --home {root}
-  .venv/bin/mmpipe sql "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 2 DESC" --home {root}
-  .venv/bin/mmpipe sql "SELECT s.source_key, o.drop_stage, o.drop_reason FROM outcomes o JOIN samples s USING (sample_id) WHERE NOT o.keep LIMIT 20" --home {root}
-  .venv/bin/mmpipe sql "SELECT name, version, n_samples, shards_uri FROM datasets" --home {root}
-  .venv/bin/mmpipe sql "SELECT s.source_key, t.text, round(t.wer, 3) AS wer FROM transcripts t JOIN samples s USING (sample_id)" --home {root}
+  .venv/bin/mmpipe sql "{examples.DROP_REASONS}" --home {root}
+  .venv/bin/mmpipe sql "{examples.DROPPED_FILES}" --home {root}
+  .venv/bin/mmpipe sql "{examples.DATASETS}" --home {root}
+  .venv/bin/mmpipe sql "{examples.TRANSCRIPTS}" --home {root}
 Train on the curated shards with open_clip:
   python -m open_clip_train.main --dataset-type webdataset --train-data '{shards}' --train-num-samples {result['curate']['dataset']['n_samples']} ...
 """)

@@ -14,7 +14,6 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image
 
 from mmpipe.stages.decode import decode_image, sniff_format
 

@@ -14,7 +14,7 @@ from mmpipe.export import export_audio_shard
 from mmpipe.sources import Shard, SourceSpec, read_shard
 from mmpipe.stages.asr_quality import AsrQuality, AsrQualityConfig
 from mmpipe.stages.audio_decode import AudioDecodeConfig, DecodeAudio
-from mmpipe.stages.base import _set
+from mmpipe.stages.base import set_column
 from mmpipe.stages.transcribe import TranscribeConfig, Transcriber
 from tasks.record import record_batch
 from warehouse import Warehouse
@@ -70,7 +70,7 @@ def transcribe_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, nam
     for col, key, typ in (("asr_text", "text", pa.string()), ("asr_avg_logprob", "avg_logprob", pa.float64()),
                           ("asr_no_speech_prob", "no_speech_prob", pa.float64()),
                           ("asr_compression_ratio", "compression_ratio", pa.float64())):
-        batch = _set(batch, col, pa.array([(known.get(s) or {}).get(key) for s in sids], typ))
+        batch = set_column(batch, col, pa.array([(known.get(s) or {}).get(key) for s in sids], typ))
     quality_stage = AsrQuality(quality)
     batch = quality_stage(batch)
     written = record_batch(wh, batch, [decoder, quality_stage], run_id)

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from mmpipe.export import export_shard, read_staged, write_manifest, write_sizes
+from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
 from warehouse.queries import audio_manifest_rows, clip_scores_of, dataset_version, kept_ids, manifest_rows, score_quantiles
 
@@ -87,13 +88,10 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     if modality == "image" and key.get("model"):
         q = score_quantiles(wh, run_id, key["model"], key.get("pretrained") or "")
         create_table_artifact([{"statistic": k, "value": v} for k, v in q.items()],
-                              key=f"curate-{_slug(name)}-clip-scores", description="CLIP score quantiles")
+                              key=f"{artifact_key('curate', name)}-clip-scores", description="CLIP score quantiles")
     emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{name}"},
                payload={"name": name, "version": version, "dataset_id": dataset_id, "n_samples": len(rows),
                         "shards_uri": shards_uri, "manifest_uri": str(manifest)})
     return {"dataset_id": dataset_id, "version": version, "n_samples": len(rows), "shards_uri": shards_uri,
             "manifest_uri": str(manifest), "out_dir": str(out)}
 
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower())

@@ -6,8 +6,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from warehouse import Warehouse
+from warehouse import Warehouse, examples
 from warehouse.queries import outcome_counts
+
+
+def artifact_key(flow: str, name: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for a flow and dataset name."""
+    return "".join(c if c.isalnum() else "-" for c in f"{flow}-{name}".lower())
 
 
 @task(cache_policy=NO_CACHE)
@@ -16,14 +21,12 @@ def publish_outcomes(home: str, run_id: str, flow: str, name: str) -> dict[str, 
     counts = outcome_counts(Warehouse(home), run_id)
     total = sum(counts.values())
     rows = [{"outcome": k, "samples": v, "share": f"{v / total:.1%}" if total else "-"} for k, v in counts.items()]
-    key = f"{flow}-{name}".lower()
-    key = "".join(c if c.isalnum() or c == "-" else "-" for c in key)
+    key = artifact_key(flow, name)
     create_table_artifact(rows, key=f"{key}-outcomes", description=f"Samples by outcome, run {run_id}")
     kept = counts.get("kept", 0)
     lines = [f"# {flow} `{name}`", "", f"run `{run_id}`: {total} samples, {kept} kept, {total - kept} dropped", "",
              "| outcome | samples |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], "",
-             "Explain it in SQL: `mmpipe sql \"SELECT drop_reason, count(*) FROM outcomes "
-             f"WHERE run_id = '{run_id}' GROUP BY 1\"`"]
+             f"Explain it in SQL: `mmpipe sql \"{examples.run_reasons(run_id)}\"`"]
     create_markdown_artifact("\n".join(lines), key=f"{key}-summary", description=f"{flow} summary")
     return counts
 
@@ -34,7 +37,7 @@ def publish_wer_summary(home: str, run_id: str, name: str, model: str, compute_t
     from warehouse.queries import wer_summary
 
     summary = wer_summary(Warehouse(home), run_id, model, compute_type, task_)
-    key = "".join(c if c.isalnum() else "-" for c in f"transcribe-{name}".lower())
-    create_table_artifact([{"statistic": k, "value": v} for k, v in summary.items()], key=f"{key}-wer",
+    create_table_artifact([{"statistic": k, "value": v} for k, v in summary.items()],
+                          key=f"{artifact_key('transcribe', name)}-wer",
                           description=f"WER summary, {model} ({compute_type}), run {run_id}")
     return summary

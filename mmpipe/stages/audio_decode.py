@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from mmpipe.stages.base import Filter, _set
+from mmpipe.stages.base import Filter, set_column
 
 SAMPLE_RATE = 16_000
 
@@ -103,5 +103,5 @@ class DecodeAudio(Filter):
         self.audio, self._info = {}, {}
         out = super().__call__(batch)
         info = [self._info.get(s) for s in out["sample_id"].to_pylist()]
-        out = _set(out, "sample_rate", pa.array([i[0] if i else None for i in info], pa.int32()))
-        return _set(out, "duration_s", pa.array([i[1] if i else None for i in info], pa.float64()))
+        out = set_column(out, "sample_rate", pa.array([i[0] if i else None for i in info], pa.int32()))
+        return set_column(out, "duration_s", pa.array([i[1] if i else None for i in info], pa.float64()))

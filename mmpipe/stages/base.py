@@ -63,13 +63,14 @@ class Filter(Stage):
                 self.counts[reason.split(":", 1)[0]] += 1
             else:
                 self.counts["kept"] += 1
-        batch = _set(batch, "keep", pa.array(keep, pa.bool_()))
-        batch = _set(batch, "drop_reason", pa.array(drop_reason, pa.string()))
-        batch = _set(batch, "drop_stage", pa.array(drop_stage, pa.string()))
-        return _set(batch, f"{self.name}_score", pa.array(scores_all, pa.float64()))
+        batch = set_column(batch, "keep", pa.array(keep, pa.bool_()))
+        batch = set_column(batch, "drop_reason", pa.array(drop_reason, pa.string()))
+        batch = set_column(batch, "drop_stage", pa.array(drop_stage, pa.string()))
+        return set_column(batch, f"{self.name}_score", pa.array(scores_all, pa.float64()))
 
 
-def _set(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
+def set_column(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """Replace the column `name`, or append it."""
     if name in batch.column_names:
         return batch.set_column(batch.column_names.index(name), name, values)
     return batch.append_column(name, values)

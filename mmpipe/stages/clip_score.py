@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mmpipe.models.clip import ClipBundle, encode_pairs, load_clip, to_f16_bytes
-from mmpipe.stages.base import Stage, _set
+from mmpipe.stages.base import Stage, set_column
 from mmpipe.stages.decode import decode_image
 
 
@@ -86,6 +86,6 @@ class ClipScorer(Stage):
         kept = batch.filter(pc.fill_null(batch["keep"], True))
         got = self.score(kept["sample_id"].to_pylist(), kept["content"].to_pylist(), kept["text"].to_pylist())
         ids = batch["sample_id"].to_pylist()
-        batch = _set(batch, "clip_score", pa.array([got[s][0] if s in got else None for s in ids], pa.float64()))
-        batch = _set(batch, "clip_image_embedding", pa.array([got[s][1] if s in got else None for s in ids], pa.binary()))
-        return _set(batch, "clip_text_embedding", pa.array([got[s][2] if s in got else None for s in ids], pa.binary()))
+        batch = set_column(batch, "clip_score", pa.array([got[s][0] if s in got else None for s in ids], pa.float64()))
+        batch = set_column(batch, "clip_image_embedding", pa.array([got[s][1] if s in got else None for s in ids], pa.binary()))
+        return set_column(batch, "clip_text_embedding", pa.array([got[s][2] if s in got else None for s in ids], pa.binary()))

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps
 
-from mmpipe.stages.base import Filter, _set
+from mmpipe.stages.base import Filter, set_column
 from mmpipe.stages.dedup import phash
 
 # Magic bytes -> PIL format name. Only these ever reach a decoder, so formats such as EPS
@@ -105,11 +105,9 @@ class DecodeImages(Filter):
     name = "decode"
     version = "1"
 
-    def __init__(self, config: DecodeConfig | None = None, keep_images: bool = False):
+    def __init__(self, config: DecodeConfig | None = None):
         super().__init__()
         self.config = config or DecodeConfig()
-        self.keep_images = keep_images
-        self.images: dict[str, Image.Image] = {}
 
     def decide(self, batch: pa.Table):
         reasons: list[str | None] = []
@@ -121,13 +119,10 @@ class DecodeImages(Filter):
                 reasons.append(e.reason)
                 continue
             self._dims[sid] = (img.width, img.height, fmt, phash(img))
-            if self.keep_images:
-                self.images[sid] = img
             reasons.append(None)
         return reasons, None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        self.images = {}
         self._dims = {}
         out = super().__call__(batch)
         ids = out["sample_id"].to_pylist()
@@ -135,8 +130,8 @@ class DecodeImages(Filter):
         width = [d[0] if d else w for d, w in zip(dims, out["width"].to_pylist())]
         height = [d[1] if d else h for d, h in zip(dims, out["height"].to_pylist())]
         fmt = [d[2] if d else f for d, f in zip(dims, out["format"].to_pylist())]
-        out = _set(out, "width", pa.array(width, pa.int32()))
-        out = _set(out, "height", pa.array(height, pa.int32()))
-        out = _set(out, "format", pa.array(fmt, pa.string()))
+        out = set_column(out, "width", pa.array(width, pa.int32()))
+        out = set_column(out, "height", pa.array(height, pa.int32()))
+        out = set_column(out, "format", pa.array(fmt, pa.string()))
         ph = [d[3] if d else p for d, p in zip(dims, out["phash"].to_pylist())]
-        return _set(out, "phash", pa.array(ph, pa.int64()))
+        return set_column(out, "phash", pa.array(ph, pa.int64()))

@@ -111,8 +111,6 @@ def test_without_clip_every_other_stage_runs(curate, shapes, home):
 
 
 def test_urls_through_the_flow_account_for_failed_fetches(curate, tmp_path, http_server, shapes):
-    from mmpipe.export import read_staged  # noqa: F401  (staged format used by the flow)
-
     import io
 
     from PIL import Image
