@@ -127,7 +127,7 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: i
             continue
         c, s, b = rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
         img, size = draw(c, s, b, rng)
-        truth = {"color": c, "shape": s, "mismatched": False, "duplicate": False}
+        truth = {"color": c, "shape": s, "label": f"{c} {s}", "mismatched": False, "duplicate": False}
         if rng.random() < mismatch:
             mc, ms = _other(c, s, rng)
             text = caption(mc, ms, b, size, rng)
