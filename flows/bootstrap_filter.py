@@ -20,7 +20,8 @@ def bootstrap_filter_flow(seed_shards: list[str], holdout_shards: list[str], nam
     home = str(resolve_home(home))
     params = {"seed_shards": seed_shards, "holdout_shards": holdout_shards, "name": name, "steps": steps,
               "quantile": quantile}
-    with tracked_run(home, "bootstrap-filter", params, resume=False) as run_id:
+    with tracked_run(home, "bootstrap-filter", params, resume=False) as run:
+        run_id = run.run_id
         out_dir = str(Path(home) / "models" / name)
         checkpoint = train_filter_task(seed_shards, out_dir, steps, device)
         min_score = calibrate_task(holdout_shards, TINY_MODEL, checkpoint, quantile)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from tqdm import tqdm
 
 from mmpipe.home import resolve_home
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources import SourceSpec
 from mmpipe.stages.basic import BasicFilterConfig
 from mmpipe.stages.clip_filter import ClipFilterConfig
@@ -19,8 +20,8 @@ from mmpipe.stages.clip_score import ClipScoreConfig
 from mmpipe.stages.decode import DecodeConfig
 from mmpipe.stages.dedup import DedupConfig
 from tasks.clip import ensure_clip, score_staged_shard
-from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, staged_path
-from tasks.dataset import choose_version, export_staged_shard, publish_dataset
+from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
+from tasks.dataset import announce_dataset, choose_version, export_staged_shard, publish_dataset
 from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
 
@@ -38,7 +39,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                 clip_model: str = DEFAULT_MODEL, clip_pretrained: str | None = DEFAULT_PRETRAINED,
                 min_clip_score: float | None = None, keep_fraction: float | None = None,
                 clip_batch_size: int = 128, clip_workers: int = 2, device: str | None = None,
-                out: str | None = None) -> dict:
+                allowed_roots: list[str] | None = None, out: str | None = None) -> dict:
     """One resumable run from a source to a curated WebDataset with every decision in the warehouse."""
     home = str(resolve_home(home))
     params = {k: v for k, v in locals().items() if k != "home"}
@@ -46,20 +47,24 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     if scoring and min_clip_score is None and keep_fraction is None:
         keep_fraction = 0.3  # DataComp's CLIP-score baseline keeps the top 30%
         params["keep_fraction"] = keep_fraction
-    spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split, shard_size=shard_size)
-    clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device)
+    spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split, shard_size=shard_size,
+                      allowed_roots=tuple(allowed_roots or ()))
+    pixel_budget = max(max_pixels or 0, MAX_PIXELS)  # decode what the basic filter then judges
+    clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device, pixel_budget)
     if scoring:
         ensure_clip(clip_config)
-    with tracked_run(home, "curate", params) as run_id:
-        shards = plan_source(spec)
+    with tracked_run(home, "curate", params) as run:
+        run_id = run.run_id
+        shards = plan_source(spec, home, run_id)
         prepared = prepare_shard.map(
             shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
-            decode=unmapped(DecodeConfig(max_pixels=max_pixels or DecodeConfig.max_pixels)),
+            decode=unmapped(DecodeConfig(max_pixels=pixel_budget)),
             basic=unmapped(BasicFilterConfig(min_caption_words, min_caption_chars, min_side, max_aspect_ratio,
                                              max_pixels))).result()
-        broken = [p for p in prepared if p.get("error")]
-        for p in broken:
-            get_run_logger().warning("shard %s broke off while reading: %s", p["shard"], p["error"])
+        for p, shard in zip(prepared, shards):
+            if p.get("error"):
+                run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
+                         "samples after the break were not read", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
@@ -72,16 +77,19 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         model = clip_model if scoring else None
         sizes = dict(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
                                              out_dir=unmapped(out_dir), model=unmapped(model),
-                                             pretrained=unmapped(clip_pretrained)).result())
+                                             pretrained=unmapped(clip_pretrained),
+                                             max_pixels=unmapped(pixel_budget)).result())
         filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
                                                "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
-        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec,
-                                  {"model": model, "pretrained": clip_pretrained or ""} if model else None)
+        clip_key = {"model": model, "pretrained": clip_pretrained or ""} if model else None
+        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key)
+        announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
+        remove_staging(home, run_id)
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
-            "n_scored": n_scored, "broken_shards": broken, "dataset": dataset}
+            "n_scored": n_scored, "warnings": run.warnings, "dataset": dataset}
 
 
 def _score_all(home: str, run_id: str, staged: list[str], config: ClipScoreConfig) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 
 from mmpipe.home import resolve_home
-from mmpipe.stages.decode import DecodeConfig
+from mmpipe.schema import MAX_PIXELS
 from tasks.ingest import ingest_batch, scan_folder_task
 from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
@@ -13,11 +13,12 @@ from tasks.runs import tracked_run
 
 @flow(name="ingest")
 def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int = 256,
-                max_pixels: int = DecodeConfig.max_pixels) -> dict:
+                max_pixels: int = MAX_PIXELS) -> dict:
     """Scan `folder`, decode and validate every image in batches, record samples and decisions."""
     home = str(resolve_home(home))
     params = {"folder": str(folder), "name": name, "batch_size": batch_size, "max_pixels": max_pixels}
-    with tracked_run(home, "ingest", params) as run_id:
+    with tracked_run(home, "ingest", params) as run:
+        run_id = run.run_id
         entries = scan_folder_task(folder)
         batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
         results = ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),

@@ -15,8 +15,8 @@ from mmpipe.stages.asr_quality import AsrQualityConfig
 from mmpipe.stages.audio_decode import AudioDecodeConfig
 from mmpipe.stages.transcribe import TranscribeConfig
 from tasks.audio import ensure_whisper, transcribe_shard
-from tasks.curate import plan_source
-from tasks.dataset import choose_version, publish_dataset
+from tasks.curate import plan_source, remove_staging
+from tasks.dataset import announce_dataset, choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
 from tasks.runs import tracked_run
 
@@ -27,20 +27,24 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
                     shard_size: int = 64, whisper_model: str = DEFAULT_MODEL, device: str | None = None,
                     compute_type: str | None = None, batch_size: int = 16, beam_size: int = 5,
                     task: str = "transcribe", language: str | None = None, vad: bool = True,
-                    short_windows: bool = True,
-                    min_duration_s: float = 0.3, max_duration_s: float = 600.0, no_speech_threshold: float = 0.6,
-                    log_prob_threshold: float = -1.0, compression_ratio_threshold: float = 2.4,
-                    out: str | None = None) -> dict:
+                    short_windows: bool = True, multilingual: bool = False,
+                    min_duration_s: float = AudioDecodeConfig.min_duration_s,
+                    max_duration_s: float = AudioDecodeConfig.max_duration_s,
+                    no_speech_threshold: float = AsrQualityConfig.no_speech_threshold,
+                    log_prob_threshold: float = AsrQualityConfig.log_prob_threshold,
+                    compression_ratio_threshold: float = AsrQualityConfig.compression_ratio_threshold,
+                    allowed_roots: list[str] | None = None, out: str | None = None) -> dict:
     """One resumable run from audio files to an audio-text WebDataset, every decision in the warehouse."""
     home = str(resolve_home(home))
     params = {k: v for k, v in locals().items() if k != "home"}
     config = TranscribeConfig(whisper_model, device, compute_type, batch_size, beam_size, task, language, vad,
-                              short_windows=short_windows)
+                              short_windows=short_windows, multilingual=multilingual)
     resolved = ensure_whisper(config)
     spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, shard_size=shard_size,
-                      modality="audio")
-    with tracked_run(home, "transcribe", params) as run_id:
-        shards = plan_source(spec)
+                      modality="audio", allowed_roots=tuple(allowed_roots or ()))
+    with tracked_run(home, "transcribe", params) as run:
+        run_id = run.run_id
+        shards = plan_source(spec, home, run_id)
         version = choose_version(home, name, run_id)
         out_dir = Path(out) if out else Path(home) / "datasets" / name / version
         decode = AudioDecodeConfig(min_duration_s, max_duration_s)
@@ -51,29 +55,23 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
             for i, shard in enumerate(shards):  # one model, one device: shard after shard
                 part = str(out_dir / "parts" / f"shard-{shard.index:06d}.tar")
                 results.append(transcribe_shard(spec, shard, run_id, home, name, part, decode, config, quality))
+                if results[-1].get("error"):
+                    run.warn("broken_shard", f"shard {shard.path} broke off while reading: {results[-1]['error']}; "
+                             "samples after the break were not read", shard=shard.path)
                 update_progress_artifact(progress, 100.0 * (i + 1) / max(1, len(shards)))
                 bar.update(1)
-        sizes = {f"shard-{r['shard']:06d}.tar": r.get("kept", 0) for r in results}
-        for r in results:
-            if r.get("skipped"):  # a resumed shard: count what its part already holds
-                sizes[f"shard-{r['shard']:06d}.tar"] = _count(out_dir / "parts" / f"shard-{r['shard']:06d}.tar")
-        key = {"model": whisper_model, "compute_type": resolved["compute_type"], "task": task}
+        sizes = {f"shard-{r['shard']:06d}.tar": r["kept"] for r in results}
+        key = {"model": whisper_model, "compute_type": resolved["compute_type"], "options_key": resolved["options_key"]}
         filter_spec = {k: params[k] for k in ("whisper_model", "task", "language", "vad", "beam_size", "short_windows",
                                                "min_duration_s", "max_duration_s", "no_speech_threshold",
                                                "log_prob_threshold", "compression_ratio_threshold")}
         dataset = publish_dataset(home, run_id, name, version, str(out_dir), sizes, filter_spec, key, "audio")
-        wer = publish_wer_summary(home, run_id, name, whisper_model, resolved["compute_type"], task)
+        announce_dataset(home, run_id, dataset)
+        wer = publish_wer_summary(home, run_id, name, key)
         counts = publish_outcomes(home, run_id, "transcribe", name)
+        remove_staging(home, run_id)
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(r.get("new_samples", 0) for r in results), "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),
-            "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, **resolved}
-
-
-def _count(part: Path) -> int:
-    import tarfile
-
-    if not part.exists():
-        return 0
-    with tarfile.open(part) as tf:
-        return sum(1 for m in tf if m.name.endswith(".flac"))
+            "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, "warnings": run.warnings,
+            **resolved}

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_output import print_dataset, print_outcomes, print_table, print_wer, write_result
+from mmpipe.cli_output import print_dataset, print_outcomes, print_table, print_warnings, print_wer, write_result
 from mmpipe.home import configure_prefect, resolve_home
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -118,6 +118,8 @@ def curate(
     keep_fraction: Annotated[Optional[float], typer.Option(help="Keep this top fraction (default 0.3).")] = None,
     clip_batch_size: int = 128, clip_workers: int = 2,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
+                                                              "(default: the table's own folder); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the shards (default <home>/datasets/NAME/vN).")] = None,
     home: HomeOpt = None,
 ) -> None:
@@ -136,11 +138,12 @@ def curate(
                              exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
                              clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
                              keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
-                             device=device, out=str(out) if out else None)
+                             device=device, allowed_roots=allow_root, out=str(out) if out else None)
     except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     print_outcomes(result)
     print_dataset(result["dataset"])
+    print_warnings(result)
 
 
 @app.command()
@@ -165,6 +168,8 @@ def transcribe(
     text_col: Annotated[Optional[str], typer.Option(help="Table column with reference transcripts.")] = None,
     split: Optional[str] = None, shard_size: int = 64,
     min_duration_s: float = 0.3, max_duration_s: float = 600.0,
+    allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
+                                                              "(default: the table's own folder); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the shards.")] = None,
     home: HomeOpt = None,
 ) -> None:
@@ -181,12 +186,14 @@ def transcribe(
                                  device=device, compute_type=compute_type, batch_size=batch_size, beam_size=beam_size,
                                  task=task, language=language, vad=vad, short_windows=short_windows,
                                  min_duration_s=min_duration_s,
-                                 max_duration_s=max_duration_s, out=str(out) if out else None)
+                                 max_duration_s=max_duration_s, allowed_roots=allow_root,
+                                 out=str(out) if out else None)
     except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     print_outcomes(result)
     print_wer(result)
     print_dataset(result["dataset"])
+    print_warnings(result)
 
 
 @app.command()

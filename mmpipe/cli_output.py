@@ -58,10 +58,21 @@ def write_result(table, fmt: str, output: Optional[Path]) -> None:
 
 
 def print_outcomes(result: dict) -> None:
-    typer.echo(f"\nrun {result['run_id']}: {result['ingested']} samples, {result['kept']} kept, "
-               f"{result['ingested'] - result['kept']} dropped ({result['new_samples']} new to the warehouse)")
+    """The run's inputs by outcome (ingested = kept + dropped)."""
+    typer.echo(f"\nrun {result['run_id']}: {result['ingested']} inputs, {result['kept']} kept, "
+               f"{result['ingested'] - result['kept']} dropped ({result['new_samples']} new samples in the warehouse)")
     for outcome, n in result["outcomes"].items():
         typer.echo(f"  {outcome:<24} {n}")
+
+
+def print_warnings(result: dict) -> None:
+    """What went wrong without failing the run, last, so it is the thing a user reads."""
+    warnings = result.get("warnings") or []
+    if warnings:
+        typer.secho(f"\nrun {result['run_id']} completed with {len(warnings)} warning(s):", fg=typer.colors.YELLOW,
+                    err=True)
+        for w in warnings:
+            typer.secho(f"  {w['what']}: {w['message']}", fg=typer.colors.YELLOW, err=True)
 
 
 def print_wer(result: dict) -> None:

@@ -15,7 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmpipe.schema import AUDIO_SAMPLE_RATE, MAX_PIXELS
 from mmpipe.stages.decode import decode_image, sniff_format
+
+SHARD_NAME = "shard-{:06d}.tar"
 
 
 def write_tar_atomic(path: str | Path, members: Iterable[tuple[str, bytes]]) -> int:
@@ -35,24 +38,40 @@ def write_tar_atomic(path: str | Path, members: Iterable[tuple[str, bytes]]) -> 
     return n
 
 
-def stage_batch(batch: pa.Table, path: str | Path, shard_index: int) -> int:
-    """Keep the still-kept rows of a batch (raw bytes, text, order) in a staged shard."""
+def stage_batch(batch: pa.Table, path: str | Path) -> int:
+    """Keep the still-kept rows of a batch (raw bytes, text, ordinal) in a staged shard, with a
+    `.ids.parquet` sidecar; a sample met twice in the batch is staged once, at its first ordinal."""
     kept = batch.filter(pc.fill_null(batch["keep"], True))
+    seen: set[str] = set()
+    rows = []
+    for sid, ordinal, content, text, meta in zip(*(kept[c].to_pylist() for c in
+                                                   ("sample_id", "ordinal", "content", "text", "meta"))):
+        if sid not in seen:
+            seen.add(sid)
+            rows.append((sid, ordinal, content, text, meta))
 
     def members():
-        for row, (sid, content, text) in enumerate(zip(kept["sample_id"].to_pylist(), kept["content"].to_pylist(),
-                                                       kept["text"].to_pylist())):
-            meta = {"sample_id": sid, "order": shard_index * 1_000_000 + row}
+        for sid, ordinal, content, text, meta in rows:
             yield f"{sid}.bin", content
             yield f"{sid}.txt", (text or "").encode("utf-8")
-            yield f"{sid}.json", json.dumps(meta).encode()
+            yield f"{sid}.json", json.dumps({"sample_id": sid, "ordinal": ordinal,
+                                             "meta": json.loads(meta) if meta else None}).encode()
 
-    write_tar_atomic(path, members())
-    return kept.num_rows
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"sample_id": pa.array([r[0] for r in rows], pa.string()),
+                             "ordinal": pa.array([r[1] for r in rows], pa.int64())}), path.with_suffix(".ids.parquet"))
+    write_tar_atomic(path, members())  # last: its presence marks the shard as prepared
+    return len(rows)
+
+
+def staged_ids(path: str | Path) -> pa.Table:
+    """sample_id and ordinal of a staged shard (its .ids.parquet sidecar)."""
+    return pq.read_table(Path(path).with_suffix(".ids.parquet"))
 
 
 def read_staged(path: str | Path) -> list[dict]:
-    """The samples of a staged shard: sample_id, content, text, order."""
+    """The samples of a staged shard: sample_id, content, text, ordinal, meta (the source's json or None)."""
     groups: dict[str, dict] = {}
     with tarfile.open(path, "r") as tf:
         for m in tf:
@@ -64,51 +83,22 @@ def read_staged(path: str | Path) -> list[dict]:
             elif ext == "txt":
                 g["text"] = data.decode("utf-8")
             elif ext == "json":
-                g["order"] = json.loads(data)["order"]
+                info = json.loads(data)
+                g["ordinal"], g["meta"] = info["ordinal"], info.get("meta")
     return list(groups.values())
 
 
-def as_jpeg(content: bytes) -> bytes:
+def as_jpeg(content: bytes, max_pixels: int = MAX_PIXELS) -> bytes:
     """JPEG bytes as they are; any other allowed format re-encoded as an RGB JPEG."""
     if sniff_format(content) == "JPEG":
         return content
-    img, _ = decode_image(content)
+    img, _ = decode_image(content, max_pixels)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=95)
     return buf.getvalue()
 
 
-def export_shard(samples: list[dict], path: str | Path) -> int:
-    """Write a WebDataset shard: key.jpg, key.txt, key.json per sample (key = sample id)."""
-
-    def members():
-        for s in samples:
-            meta = {k: v for k, v in s.items() if k not in ("content", "text")}
-            yield f"{s['sample_id']}.jpg", as_jpeg(s["content"])
-            yield f"{s['sample_id']}.txt", (s.get("text") or "").encode("utf-8")
-            yield f"{s['sample_id']}.json", json.dumps(meta, default=str).encode()
-
-    write_tar_atomic(path, members())
-    return len(samples)
-
-
-def write_sizes(out_dir: str | Path, sizes: dict[str, int]) -> Path:
-    """sizes.json as open_clip_train reads it: shard file name -> sample count."""
-    path = Path(out_dir) / "sizes.json"
-    path.write_text(json.dumps(dict(sorted(sizes.items())), indent=1))
-    return path
-
-
-def write_manifest(rows: list[dict], path: str | Path) -> Path:
-    """The Parquet manifest of a curated dataset (one row per exported sample)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def encode_flac(audio, sample_rate: int = 16_000) -> bytes:
+def encode_flac(audio, sample_rate: int = AUDIO_SAMPLE_RATE) -> bytes:
     """16-bit mono FLAC bytes of float samples in [-1, 1] (through PyAV, no system tools)."""
     import av
     import numpy as np
@@ -126,15 +116,69 @@ def encode_flac(audio, sample_rate: int = 16_000) -> bytes:
     return buf.getvalue()
 
 
-def export_audio_shard(samples: list[dict], path: str | Path) -> int:
-    """An audio-text WebDataset shard: key.flac (16 kHz mono), key.txt (transcript), key.json."""
+def export_shard(samples: list[dict], path: str | Path, modality: str = "image", max_pixels: int = MAX_PIXELS) -> int:
+    """Write a WebDataset shard: key.jpg (images; `content` bytes) or key.flac (audio; `audio` 16 kHz
+    samples), key.txt and key.json (every other field) per sample; key = sample id."""
+
+    def media(s: dict) -> tuple[str, bytes]:
+        if modality == "audio":
+            return "flac", encode_flac(s["audio"])
+        return "jpg", as_jpeg(s["content"], max_pixels)
 
     def members():
         for s in samples:
-            meta = {k: v for k, v in s.items() if k not in ("audio", "text")}
-            yield f"{s['sample_id']}.flac", encode_flac(s["audio"])
+            ext, data = media(s)
+            meta = {k: v for k, v in s.items() if k not in ("content", "audio", "text")}
+            yield f"{s['sample_id']}.{ext}", data
             yield f"{s['sample_id']}.txt", (s.get("text") or "").encode("utf-8")
             yield f"{s['sample_id']}.json", json.dumps(meta, default=str).encode()
 
     write_tar_atomic(path, members())
     return len(samples)
+
+
+def count_samples(path: str | Path) -> int:
+    """Samples in an exported shard (one .json per sample)."""
+    with tarfile.open(path) as tf:
+        return sum(1 for m in tf if m.name.endswith(".json"))
+
+
+def write_sizes(out_dir: str | Path, sizes: dict[str, int]) -> Path:
+    """sizes.json as open_clip_train reads it: shard file name -> sample count."""
+    path = Path(out_dir) / "sizes.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(sizes.items())), indent=1))
+    return path
+
+
+def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """The Parquet manifest of a curated dataset (one row per exported sample)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int]) -> tuple[dict[str, int], dict[str, str], str]:
+    """Rename the non-empty parts (out_dir/parts/*.tar) to contiguous shard names so one brace
+    pattern covers the dataset; write sizes.json. Returns (sizes, sample id -> shard, pattern).
+
+    Idempotent: a part already renamed by an interrupted call is found under its final name.
+    """
+    out = Path(out_dir)
+    parts = sorted(k for k, v in part_sizes.items() if v)
+    final = {part: SHARD_NAME.format(i) for i, part in enumerate(parts)}
+    for part, name in final.items():
+        if (out / "parts" / part).exists():
+            os.replace(out / "parts" / part, out / name)
+    sizes = {final[p]: part_sizes[p] for p in parts}
+    write_sizes(out, sizes)
+    shard_of: dict[str, str] = {}
+    for name in final.values():
+        with tarfile.open(out / name) as tf:
+            shard_of.update({m.name.split(".")[0]: name for m in tf if m.name.endswith(".json")})
+    last = len(parts) - 1
+    pattern = "" if not parts else (SHARD_NAME.format(0) if last == 0 else
+                                    "shard-{000000.." + f"{last:06d}" + "}.tar")
+    return sizes, shard_of, pattern

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mmpipe.export import stage_batch
+from mmpipe.export import stage_batch, staged_ids
 from mmpipe.sources import Shard, SourceSpec, plan_shards, read_shard
 from mmpipe.stages.basic import BasicFilter, BasicFilterConfig
 from mmpipe.stages.clip_filter import ClipFilter, ClipFilterConfig
@@ -21,20 +20,37 @@ from warehouse import Warehouse
 from warehouse.queries import clip_scores_of, content_keys, dropped_ids, stage_done
 
 
+def staging_dir(home: str, run_id: str) -> Path:
+    """Where a run keeps its state between passes (removed when the run completes)."""
+    return Path(home) / "staging" / run_id
+
+
 def staged_path(home: str, run_id: str, index: int) -> Path:
     """Where a run keeps shard `index`'s surviving samples between passes."""
-    return Path(home) / "staging" / run_id / f"shard-{index:06d}.tar"
-
-
-def staged_ids(path: Path) -> pa.Table:
-    """sample_id and order of a staged shard (its .ids.parquet sidecar)."""
-    return pq.read_table(path.with_suffix(".ids.parquet"))
+    return staging_dir(home, run_id) / f"shard-{index:06d}.tar"
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def plan_source(spec: SourceSpec) -> list[Shard]:
-    """Split the source into shards."""
-    return plan_shards(spec)
+def plan_source(spec: SourceSpec, home: str, run_id: str) -> list[Shard]:
+    """Split the source into shards (tables stream once into parts under the run's staging folder)."""
+    return plan_shards(spec, staging_dir(home, run_id) / "input")
+
+
+@task(cache_policy=NO_CACHE)
+def remove_staging(home: str, run_id: str) -> None:
+    """A completed run cannot resume: its staged shards and table parts go."""
+    import shutil
+
+    shutil.rmtree(staging_dir(home, run_id), ignore_errors=True)
+
+
+def run_candidates(staged: list[str]) -> pa.Table:
+    """(sample_id, ordinal) of the run's staged samples, each sample once at its first ordinal."""
+    if not staged:
+        return pa.table({"sample_id": pa.array([], pa.string()), "ordinal": pa.array([], pa.int64())})
+    ids = pa.concat_tables([staged_ids(p) for p in staged])
+    return ids.group_by("sample_id").aggregate([("ordinal", "min")]).rename_columns(["sample_id", "ordinal"]) \
+        .sort_by("ordinal")
 
 
 @task(cache_policy=NO_CACHE, task_run_name="prepare-shard-{shard.index}")
@@ -49,31 +65,32 @@ def prepare_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, name: 
     for stage in stages:
         batch = stage(batch)
     written = record_batch(Warehouse(home), batch, stages, run_id)
-    survivors = batch.filter(pc.fill_null(batch["keep"], True))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"sample_id": survivors["sample_id"],
-                             "order": pa.array([shard.index * 1_000_000 + i for i in range(survivors.num_rows)],
-                                               pa.int64())}), out.with_suffix(".ids.parquet"))
-    stage_batch(batch, out, shard.index)
-    return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows,
-            "staged": survivors.num_rows, **written}
+    staged = stage_batch(batch, out)
+    return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
+            **written}
 
 
 @task(cache_policy=NO_CACHE)
 def dedup_run(home: str, run_id: str, staged: list[str], config: DedupConfig) -> int:
     """Exact and near dedup over every survivor of the run, first seen kept."""
     wh = Warehouse(home)
-    ids = pa.concat_tables([staged_ids(Path(p)) for p in staged]) if staged else None
-    if ids is None or ids.num_rows == 0 or stage_done(wh, run_id, Dedup.name) >= ids.num_rows:
+    ids = run_candidates(staged)
+    if ids.num_rows == 0 or stage_done(wh, run_id, Dedup.name) >= ids.num_rows:
         return 0
-    keys = content_keys(wh, ids["sample_id"].to_pylist())
-    batch = ids.join(keys, "sample_id").append_column("keep", pa.array([True] * ids.num_rows))
-    batch = batch.append_column("drop_reason", pa.nulls(batch.num_rows, pa.string()))
-    batch = batch.append_column("drop_stage", pa.nulls(batch.num_rows, pa.string()))
+    batch = _decidable(ids.join(content_keys(wh, ids["sample_id"].to_pylist()), "sample_id"))
     stage = Dedup(config)
     out = stage(batch)
     record_decisions(wh, out, [stage], run_id)
-    return stage.counts.get("duplicate_of", 0)
+    return stage.counts.get("duplicate", 0) + stage.counts.get("near_duplicate", 0)
+
+
+def _decidable(table: pa.Table) -> pa.Table:
+    """A table of candidates with the columns a Filter annotates."""
+    n = table.num_rows
+    for col, arr in (("keep", pa.array([True] * n)), ("drop_reason", pa.nulls(n, pa.string())),
+                     ("drop_detail", pa.nulls(n, pa.string())), ("drop_stage", pa.nulls(n, pa.string()))):
+        table = table.append_column(col, arr)
+    return table
 
 
 @task(cache_policy=NO_CACHE)
@@ -81,13 +98,11 @@ def clip_filter_run(home: str, run_id: str, staged: list[str], config: ClipFilte
                     model: str, pretrained: str) -> float | None:
     """Keep the run's survivors whose CLIP score passes; returns the threshold applied."""
     wh = Warehouse(home)
-    ids = [s for p in staged for s in staged_ids(Path(p))["sample_id"].to_pylist()]
     dups = dropped_ids(wh, run_id, Dedup.name)
-    ids = [s for s in ids if s not in dups]
+    ids = [s for s in run_candidates(staged)["sample_id"].to_pylist() if s not in dups]
     scores = clip_scores_of(wh, model, pretrained, ids)
-    batch = pa.table({"sample_id": ids, "clip_score": pa.array([scores.get(s) for s in ids], pa.float64()),
-                      "keep": [True] * len(ids), "drop_reason": pa.nulls(len(ids), pa.string()),
-                      "drop_stage": pa.nulls(len(ids), pa.string())})
+    batch = _decidable(pa.table({"sample_id": pa.array(ids, pa.string()),
+                                 "clip_score": pa.array([scores.get(s) for s in ids], pa.float64())}))
     stage = ClipFilter(config)
     out = stage(batch)
     record_decisions(wh, out, [stage], run_id)

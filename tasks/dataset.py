@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tarfile
 import uuid
 from pathlib import Path
 
@@ -14,10 +12,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mmpipe.export import export_shard, read_staged, write_manifest, write_sizes
+from mmpipe.export import export_shard, finalize_shards, read_staged, write_manifest
+from mmpipe.schema import MAX_PIXELS
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
-from warehouse.queries import audio_manifest_rows, clip_scores_of, dataset_version, kept_ids, manifest_rows, score_quantiles
+from warehouse.queries import dataset_version, export_meta, manifest_rows, score_quantiles
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 
@@ -28,70 +27,70 @@ def choose_version(home: str, name: str, run_id: str) -> str:
     return dataset_version(Warehouse(home), name, run_id)
 
 
+def image_record(sample: dict, meta: dict, model: str | None, pretrained: str | None) -> dict:
+    """What an exported image sample carries: bytes, caption, and the json img2dataset users expect."""
+    source_meta = sample.get("meta") or {}
+    record = {**source_meta, "sample_id": sample["sample_id"], "key": meta["source_key"], "source": meta["source"],
+              "url": meta["uri"] if str(meta["uri"] or "").startswith(("http://", "https://")) else None,
+              "caption": sample.get("text"), "width": meta["width"], "height": meta["height"]}
+    if model:
+        record.update(clip_score=meta["clip_score"], clip_model=model, clip_pretrained=pretrained)
+    return {**record, "content": sample["content"], "text": sample.get("text")}
+
+
 @task(cache_policy=NO_CACHE, task_run_name="export-{staged}")
 def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model: str | None = None,
-                        pretrained: str | None = None) -> tuple[str, int]:
-    """Write the kept samples of one staged shard as a WebDataset part; returns (part name, count)."""
+                        pretrained: str | None = None, max_pixels: int = MAX_PIXELS) -> tuple[str, int]:
+    """Write the kept samples of one staged shard as a WebDataset part; returns (part name, count).
+
+    A sample met twice in the run is exported only from the shard that met it first.
+    """
     out = Path(out_dir) / "parts" / Path(staged).name
     if out.exists():
-        with tarfile.open(out) as tf:
-            return out.name, sum(1 for m in tf if m.name.endswith(".jpg"))
-    wh = Warehouse(home)
-    keep = kept_ids(wh, run_id)
-    samples = [s for s in read_staged(staged) if s["sample_id"] in keep]
+        from mmpipe.export import count_samples
+
+        return out.name, count_samples(out)
+    staged_samples = read_staged(staged)
+    meta = export_meta(Warehouse(home), run_id, [s["sample_id"] for s in staged_samples], model, pretrained)
+    samples = [image_record(s, meta[s["sample_id"]], model, pretrained) for s in staged_samples
+               if s["sample_id"] in meta and meta[s["sample_id"]]["ordinal"] == s["ordinal"]]
     if not samples:
         return out.name, 0
-    scores = clip_scores_of(wh, model, pretrained or "", [s["sample_id"] for s in samples]) if model else {}
-    for s in samples:
-        s.pop("order", None)
-        if model:
-            s.update(clip_score=scores.get(s["sample_id"]), clip_model=model, clip_pretrained=pretrained)
-    return out.name, export_shard(samples, out)
+    return out.name, export_shard(samples, out, "image", max_pixels)
 
 
 @task(cache_policy=NO_CACHE)
-def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: str, sizes: dict[str, int],
+def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: str, part_sizes: dict[str, int],
                     filter_spec: dict, model_key: dict | None, modality: str = "image") -> dict:
-    """sizes.json, the Parquet manifest, the `datasets` row, artifacts and the curated event.
+    """sizes.json, the Parquet manifest and the `datasets` row of a finished run's kept samples.
 
     model_key names the scores the manifest carries: {model, pretrained} (CLIP) for images,
-    {model, compute_type, task} (Whisper) for audio; None for no model.
+    {model, compute_type, options_key} (Whisper) for audio; None for no model.
     """
     wh = Warehouse(home)
     out = Path(out_dir)
-    parts = sorted(k for k, v in sizes.items() if v)
-    final = {part: f"shard-{i:06d}.tar" for i, part in enumerate(parts)}
-    for part, name_ in final.items():  # contiguous names, so one brace pattern covers the dataset
-        if (out / "parts" / part).exists():
-            os.replace(out / "parts" / part, out / name_)
-    write_sizes(out, {final[p]: sizes[p] for p in parts})
-    key = model_key or {}
-    if modality == "audio":
-        rows = audio_manifest_rows(wh, run_id, key["model"], key["compute_type"], key["task"])
-    else:
-        rows = manifest_rows(wh, run_id, key.get("model"), key.get("pretrained"))
-    shard_of = {}
-    for shard in final.values():
-        with tarfile.open(out / shard) as tf:
-            shard_of.update({m.name.split(".")[0]: shard for m in tf if m.name.endswith(".txt")})
-    for r in rows:
-        r["shard"] = shard_of.get(r["sample_id"])
-    manifest = write_manifest(rows, out / "manifest.parquet")
+    sizes, shard_of, pattern = finalize_shards(out, part_sizes)
+    rows = manifest_rows(wh, run_id, modality, model_key or {})
+    manifest = write_manifest([{**r, "shard": shard_of.get(r["sample_id"])} for r in rows], out / "manifest.parquet")
     shutil.rmtree(out / "parts", ignore_errors=True)
-    shards_uri = str(out / (f"shard-{{000000..{len(parts) - 1:06d}}}.tar" if len(parts) > 1 else
-                            "shard-000000.tar")) if parts else ""
+    shards_uri = str(out / pattern) if pattern else ""
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
-                         "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": len(rows),
+                         "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": sum(sizes.values()),
                          "manifest_uri": str(manifest), "shards_uri": shards_uri, "run_id": run_id,
                          "created_at": utcnow()}, run_id)
-    if modality == "image" and key.get("model"):
-        q = score_quantiles(wh, run_id, key["model"], key.get("pretrained") or "")
-        create_table_artifact([{"statistic": k, "value": v} for k, v in q.items()],
-                              key=f"{artifact_key('curate', name)}-clip-scores", description="CLIP score quantiles")
-    emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{name}"},
-               payload={"name": name, "version": version, "dataset_id": dataset_id, "n_samples": len(rows),
-                        "shards_uri": shards_uri, "manifest_uri": str(manifest)})
-    return {"dataset_id": dataset_id, "version": version, "n_samples": len(rows), "shards_uri": shards_uri,
-            "manifest_uri": str(manifest), "out_dir": str(out)}
+    return {"dataset_id": dataset_id, "name": name, "version": version, "n_samples": sum(sizes.values()),
+            "shards_uri": shards_uri, "manifest_uri": str(manifest), "out_dir": str(out)}
 
+
+@task(cache_policy=NO_CACHE)
+def announce_dataset(home: str, run_id: str, dataset: dict, clip_key: dict | None = None) -> None:
+    """CLIP score quantiles as an artifact, and the `mmpipe.dataset.curated` event training listens to."""
+    if clip_key:
+        q = score_quantiles(Warehouse(home), run_id, clip_key["model"], clip_key.get("pretrained") or "")
+        create_table_artifact([{"statistic": k, "value": v} for k, v in q.items()],
+                              key=f"{artifact_key('curate', dataset['name'])}-clip-scores",
+                              description="CLIP score quantiles")
+    emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{dataset['name']}"},
+               payload={k: dataset[k] for k in ("name", "version", "dataset_id", "n_samples", "shards_uri",
+                                                "manifest_uri")})

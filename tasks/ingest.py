@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources.folder import Entry, read_entries, scan_folder
 from mmpipe.stages.decode import DecodeConfig, DecodeImages
 from tasks.record import record_batch
@@ -22,10 +23,10 @@ def scan_folder_task(folder: str) -> list[Entry]:
 
 @task(cache_policy=NO_CACHE, task_run_name="ingest-batch-{index}")
 def ingest_batch(entries: list[Entry], index: int, run_id: str, home: str, source: str,
-                 max_pixels: int = DecodeConfig.max_pixels) -> dict[str, int]:
+                 max_pixels: int = MAX_PIXELS) -> dict[str, int]:
     """Read and decode one batch, skipping samples this run already decided; record the rest."""
     wh = Warehouse(home)
-    batch = read_entries(entries, source)
+    batch = read_entries(entries, source, shard_index=index)
     done = decided_ids(wh, run_id, DecodeImages.name, batch["sample_id"].to_pylist())
     if done:
         batch = batch.filter(pc.invert(pc.is_in(batch["sample_id"], value_set=pa.array(sorted(done), pa.string()))))

@@ -32,12 +32,12 @@ def publish_outcomes(home: str, run_id: str, flow: str, name: str) -> dict[str, 
 
 
 @task(cache_policy=NO_CACHE)
-def publish_wer_summary(home: str, run_id: str, name: str, model: str, compute_type: str, task_: str) -> dict:
+def publish_wer_summary(home: str, run_id: str, name: str, key: dict) -> dict:
     """Mean WER/CER over the run's clips with a reference, as a table artifact."""
     from warehouse.queries import wer_summary
 
-    summary = wer_summary(Warehouse(home), run_id, model, compute_type, task_)
+    summary = wer_summary(Warehouse(home), run_id, key["model"], key["compute_type"], key["options_key"])
     create_table_artifact([{"statistic": k, "value": v} for k, v in summary.items()],
                           key=f"{artifact_key('transcribe', name)}-wer",
-                          description=f"WER summary, {model} ({compute_type}), run {run_id}")
+                          description=f"WER summary, {key['model']} ({key['compute_type']}), run {run_id}")
     return summary

@@ -5,17 +5,21 @@ from __future__ import annotations
 import subprocess
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 import mmpipe
 from warehouse import Warehouse
 from warehouse.queries import resumable_run
+
+COMPLETED = "completed"
+COMPLETED_WITH_WARNINGS = "completed_with_warnings"
 
 
 def code_version() -> str:
@@ -37,23 +41,40 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_id = f"{flow}-{stamp}-{uuid.uuid4().hex[:6]}"
     wh.record_run(run_id, flow, "running", params=params, flow_run_id=str(flow_run.id or ""),
-                  code_version=code_version())
+                  code_version=code_version(), warnings=[])
     return run_id
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def finish_run(home: str, run_id: str, flow: str, status: str) -> None:
-    """Close a run with its final status."""
-    Warehouse(home).record_run(run_id, flow, status)
+def finish_run(home: str, run_id: str, flow: str, status: str, warnings: list | None = None) -> None:
+    """Close a run with its final status (and what went wrong without failing it)."""
+    Warehouse(home).record_run(run_id, flow, status, warnings=warnings)
+
+
+@dataclass
+class Run:
+    """An open run: its id and the warnings its flow collects (a shard that broke off, ...)."""
+
+    run_id: str
+    warnings: list[dict] = field(default_factory=list)
+
+    def warn(self, what: str, message: str, **detail) -> None:
+        """Record something that went wrong without failing the run; it ends `completed_with_warnings`."""
+        self.warnings.append({"what": what, "message": message, **detail})
+        get_run_logger().warning("%s: %s", what, message)
 
 
 @contextmanager
-def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iterator[str]:
-    """Open (or resume) a row of `runs` and close it completed, or failed if the body raises."""
-    run_id = start_run(home, flow, params, resume)
+def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iterator[Run]:
+    """Open (or resume) a row of `runs`; close it completed (with warnings, if any), cancelled on
+    Ctrl-C or SIGTERM, or failed if the body raises."""
+    run = Run(start_run(home, flow, params, resume))
     try:
-        yield run_id
-    except BaseException:
-        finish_run(home, run_id, flow, "failed")
+        yield run
+    except (KeyboardInterrupt, SystemExit):
+        finish_run(home, run.run_id, flow, "cancelled", run.warnings)
         raise
-    finish_run(home, run_id, flow, "completed")
+    except BaseException:
+        finish_run(home, run.run_id, flow, "failed", run.warnings)
+        raise
+    finish_run(home, run.run_id, flow, COMPLETED_WITH_WARNINGS if run.warnings else COMPLETED, run.warnings)

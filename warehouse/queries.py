@@ -15,7 +15,8 @@ def canonical_params(params: dict) -> str:
 def resumable_run(wh: Warehouse, flow: str, params: dict) -> str | None:
     """The newest unfinished run of `flow` with the same params, if any."""
     rows = wh.sql(
-        "SELECT run_id FROM runs WHERE flow = ? AND params::VARCHAR = ? AND status <> 'completed' "
+        "SELECT run_id FROM runs WHERE flow = ? AND params::VARCHAR = ? AND status IN ('running', 'failed', "
+        "'cancelled') "
         "ORDER BY started_at DESC LIMIT 1", [flow, canonical_params(params)]).to_pylist()
     return rows[0]["run_id"] if rows else None
 
@@ -31,10 +32,9 @@ def decided_ids(wh: Warehouse, run_id: str, stage: str, sample_ids: list[str]) -
 
 
 def outcome_counts(wh: Warehouse, run_id: str) -> dict[str, int]:
-    """Samples of a run by final outcome: 'kept' or their drop reason."""
+    """Input occurrences of a run by final outcome: 'kept' or their drop reason."""
     rows = wh.sql(
-        "SELECT coalesce(regexp_replace(drop_reason, '^duplicate_of:.*', 'duplicate_of'), 'kept') AS outcome, "
-        "count(*) AS n FROM outcomes "
+        "SELECT coalesce(drop_reason, 'kept') AS outcome, count(*) AS n FROM outcomes "
         "WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1", [run_id]).to_pylist()
     return {r["outcome"]: r["n"] for r in rows}
 
@@ -43,7 +43,7 @@ def recent_runs(wh: Warehouse, limit: int = 20):
     """The newest runs with their counts (Arrow)."""
     return wh.query_readonly(
         "SELECT run_id, flow, name, status, date_trunc('second', started_at) AS started_at, "
-        "date_trunc('second', finished_at) AS finished_at, ingested, kept, dropped "
+        "date_trunc('second', finished_at) AS finished_at, ingested, kept, dropped, warnings "
         "FROM run_summary ORDER BY started_at DESC LIMIT ?", [limit])
 
 
@@ -85,14 +85,38 @@ def kept_ids(wh: Warehouse, run_id: str) -> set[str]:
     return set(rows.column("sample_id").to_pylist())
 
 
-def manifest_rows(wh: Warehouse, run_id: str, model: str | None, pretrained: str | None) -> list[dict]:
-    """One row per kept sample of the run: what a curated dataset's manifest holds."""
+def export_meta(wh: Warehouse, run_id: str, sample_ids: list[str], model: str | None,
+                pretrained: str | None) -> dict[str, dict]:
+    """sample_id -> what its exported json carries, for the kept ones among `sample_ids`
+    (ordinal: the occurrence that exports it)."""
+    rows = wh.sql(
+        "SELECT o.sample_id, o.ordinal, o.source, o.source_key, s.uri, s.width, s.height, c.score AS clip_score "
+        "FROM outcomes o JOIN samples s USING (sample_id) LEFT JOIN clip_scores c ON c.sample_id = o.sample_id "
+        "AND c.model = ? AND c.pretrained = ? WHERE o.run_id = ? AND o.keep "
+        "AND o.sample_id IN (SELECT unnest(?::VARCHAR[]))",
+        [model or "", pretrained or "", run_id, sample_ids]).to_pylist()
+    return {r["sample_id"]: r for r in rows}
+
+
+def manifest_rows(wh: Warehouse, run_id: str, modality: str, key: dict) -> list[dict]:
+    """One row per kept sample of the run: what a curated dataset's manifest holds.
+
+    key: {model, pretrained} of the CLIP scores (images), or {model, compute_type, options_key}
+    of the transcripts (audio).
+    """
+    if modality == "audio":
+        return wh.sql(
+            "SELECT s.sample_id, s.text AS reference, t.text AS transcript, t.language, t.wer, t.cer, "
+            "t.avg_logprob, t.no_speech_prob, s.duration_s, s.sample_rate, o.source, o.source_key, s.uri "
+            "FROM outcomes o JOIN samples s USING (sample_id) JOIN transcripts t ON t.sample_id = o.sample_id "
+            "AND t.model = ? AND t.compute_type = ? AND t.options_key = ? WHERE o.run_id = ? AND o.keep "
+            "ORDER BY s.sample_id", [key["model"], key["compute_type"], key["options_key"], run_id]).to_pylist()
     return wh.sql(
-        "SELECT s.sample_id, s.text, s.width, s.height, s.format, s.source, s.source_key, s.uri, "
+        "SELECT s.sample_id, s.text, s.width, s.height, s.format, o.source, o.source_key, s.uri, "
         "s.content_sha256, c.score AS clip_score FROM outcomes o JOIN samples s USING (sample_id) "
         "LEFT JOIN clip_scores c ON c.sample_id = o.sample_id AND c.model = ? AND c.pretrained = ? "
         "WHERE o.run_id = ? AND o.keep ORDER BY s.sample_id",
-        [model or "", pretrained or "", run_id]).to_pylist()
+        [key.get("model") or "", key.get("pretrained") or "", run_id]).to_pylist()
 
 
 def score_quantiles(wh: Warehouse, run_id: str, model: str, pretrained: str) -> dict[str, float]:
@@ -118,34 +142,42 @@ def dataset_version(wh: Warehouse, name: str, run_id: str) -> str:
 
 
 def run_outcomes(wh: Warehouse, run_id: str) -> list[dict]:
-    """Every sample of a run with where it was seen and its final outcome."""
+    """Every input occurrence of a run with its final outcome."""
     return wh.sql(
-        "SELECT s.source_key, s.sample_id, o.keep, o.drop_reason, o.drop_stage FROM outcomes o "
-        "JOIN samples s USING (sample_id) WHERE o.run_id = ?", [run_id]).to_pylist()
+        "SELECT source_key, sample_id, ordinal, keep, drop_reason, drop_stage, detail FROM outcomes "
+        "WHERE run_id = ? ORDER BY ordinal", [run_id]).to_pylist()
 
 
-def transcripts_of(wh: Warehouse, model: str, compute_type: str, task: str, sample_ids: list[str]) -> dict[str, dict]:
-    """sample_id -> stored transcript row for this model, compute type and task."""
-    rows = wh.sql("SELECT * FROM transcripts WHERE model = ? AND compute_type = ? AND task = ? "
-                  "AND sample_id IN (SELECT unnest(?::VARCHAR[]))", [model, compute_type, task, sample_ids])
+def transcripts_of(wh: Warehouse, model: str, compute_type: str, options_key: str,
+                   sample_ids: list[str]) -> dict[str, dict]:
+    """sample_id -> stored transcript row for this model, compute type and decoding options."""
+    rows = wh.sql("SELECT * FROM transcripts WHERE model = ? AND compute_type = ? AND options_key = ? "
+                  "AND sample_id IN (SELECT unnest(?::VARCHAR[]))", [model, compute_type, options_key, sample_ids])
     return {r["sample_id"]: r for r in rows.to_pylist()}
 
 
-def audio_manifest_rows(wh: Warehouse, run_id: str, model: str, compute_type: str, task: str) -> list[dict]:
-    """One row per kept clip of the run: reference, transcript and its quality signals."""
-    return wh.sql(
-        "SELECT s.sample_id, s.text AS reference, t.text AS transcript, t.language, t.wer, t.cer, t.avg_logprob, "
-        "t.no_speech_prob, s.duration_s, s.sample_rate, s.source, s.source_key, s.uri FROM outcomes o "
-        "JOIN samples s USING (sample_id) JOIN transcripts t ON t.sample_id = o.sample_id AND t.model = ? "
-        "AND t.compute_type = ? AND t.task = ? WHERE o.run_id = ? AND o.keep ORDER BY s.sample_id",
-        [model, compute_type, task, run_id]).to_pylist()
+def earlier_content(wh: Warehouse, run_id: str, before_ordinal: int, shas: list[str]) -> dict[str, str]:
+    """content_sha256 -> the sample id this run met first with those bytes, among occurrences before
+    `before_ordinal` (shards processed in order: exact dedup without a run-wide pass)."""
+    rows = wh.sql(
+        "SELECT s.content_sha256, arg_min(o.sample_id, o.ordinal) AS sample_id FROM occurrences o "
+        "JOIN samples s USING (sample_id) WHERE o.run_id = ? AND o.ordinal < ? "
+        "AND s.content_sha256 IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+        [run_id, before_ordinal, shas]).to_pylist()
+    return {r["content_sha256"]: r["sample_id"] for r in rows}
 
 
-def wer_summary(wh: Warehouse, run_id: str, model: str, compute_type: str, task: str) -> dict:
+def wer_summary(wh: Warehouse, run_id: str, model: str, compute_type: str, options_key: str) -> dict:
     """Mean WER/CER and audio hours of the run's transcribed clips that have a reference."""
     return wh.sql(
         "SELECT count(*) AS clips, count(t.wer) AS with_reference, avg(t.wer) AS mean_wer, median(t.wer) AS median_wer, "
         "avg(t.cer) AS mean_cer, sum(s.duration_s) / 3600 AS audio_hours FROM transcripts t JOIN samples s "
-        "USING (sample_id) WHERE t.model = ? AND t.compute_type = ? AND t.task = ? AND t.sample_id IN "
+        "USING (sample_id) WHERE t.model = ? AND t.compute_type = ? AND t.options_key = ? AND t.sample_id IN "
         "(SELECT sample_id FROM decisions WHERE run_id = ? AND stage = 'asr_quality')",
-        [model, compute_type, task, run_id]).to_pylist()[0]
+        [model, compute_type, options_key, run_id]).to_pylist()[0]
+
+
+def run_warnings(wh: Warehouse, run_id: str) -> list:
+    """The warnings recorded on a run (e.g. shards that broke off)."""
+    rows = wh.sql("SELECT warnings FROM runs WHERE run_id = ?", [run_id]).to_pylist()
+    return json.loads(rows[0]["warnings"]) if rows and rows[0]["warnings"] else []

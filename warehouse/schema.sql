@@ -16,9 +16,17 @@ CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 -- (without the _schema_ prefix) unions them with the registered Parquet files.
 
 -- One row per flow run; status moves running -> completed | failed (latest row wins).
+-- warnings: what went wrong without failing the run (a shard that broke off), as a JSON list.
 CREATE TABLE IF NOT EXISTS _schema_runs (
     run_id VARCHAR, flow VARCHAR, flow_run_id VARCHAR, params JSON, code_version VARCHAR,
-    status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP
+    status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, warnings JSON
+);
+ALTER TABLE _schema_runs ADD COLUMN IF NOT EXISTS warnings JSON;
+
+-- One row per input occurrence a run met (where it saw a sample); ordinal = first seen order.
+-- The same pair met twice is one sample with two occurrences; the repeat's outcome is `duplicate`.
+CREATE TABLE IF NOT EXISTS _schema_occurrences (
+    run_id VARCHAR, ordinal BIGINT, sample_id VARCHAR, source VARCHAR, source_key VARCHAR, uri VARCHAR
 );
 
 -- One row per distinct sample (sha256 of content bytes + text); first sighting wins.
@@ -29,10 +37,12 @@ CREATE TABLE IF NOT EXISTS _schema_samples (
 );
 
 -- One row per (sample, run, stage) that the stage evaluated.
+-- drop_reason is a fixed vocabulary (README); ids, thresholds and statuses go to detail.
 CREATE TABLE IF NOT EXISTS _schema_decisions (
     sample_id VARCHAR, run_id VARCHAR, stage VARCHAR, stage_version VARCHAR, score DOUBLE,
-    keep BOOLEAN, drop_reason VARCHAR
+    keep BOOLEAN, drop_reason VARCHAR, detail VARCHAR
 );
+ALTER TABLE _schema_decisions ADD COLUMN IF NOT EXISTS detail VARCHAR;
 
 CREATE TABLE IF NOT EXISTS _schema_clip_scores (
     sample_id VARCHAR, model VARCHAR, pretrained VARCHAR, score DOUBLE, run_id VARCHAR
@@ -44,11 +54,15 @@ CREATE TABLE IF NOT EXISTS _schema_clip_embeddings (
     image_embedding BLOB, text_embedding BLOB, run_id VARCHAR
 );
 
+-- options: every decoding option that changes the text; options_key is its short hash (reuse key).
 CREATE TABLE IF NOT EXISTS _schema_transcripts (
     sample_id VARCHAR, model VARCHAR, compute_type VARCHAR, task VARCHAR, language VARCHAR,
     language_probability DOUBLE, text VARCHAR, segments JSON, avg_logprob DOUBLE,
-    no_speech_prob DOUBLE, compression_ratio DOUBLE, wer DOUBLE, cer DOUBLE, run_id VARCHAR
+    no_speech_prob DOUBLE, compression_ratio DOUBLE, wer DOUBLE, cer DOUBLE, run_id VARCHAR,
+    options JSON, options_key VARCHAR
 );
+ALTER TABLE _schema_transcripts ADD COLUMN IF NOT EXISTS options JSON;
+ALTER TABLE _schema_transcripts ADD COLUMN IF NOT EXISTS options_key VARCHAR;
 
 CREATE TABLE IF NOT EXISTS _schema_datasets (
     dataset_id VARCHAR, name VARCHAR, version VARCHAR, modality VARCHAR, filter_spec JSON,

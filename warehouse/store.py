@@ -31,10 +31,11 @@ class TableSpec:
 TABLES: dict[str, TableSpec] = {
     "runs": TableSpec(("run_id",), "last"),
     "samples": TableSpec(("sample_id",), "first"),
+    "occurrences": TableSpec(("run_id", "ordinal"), "first"),
     "decisions": TableSpec(("sample_id", "run_id", "stage"), "first"),
     "clip_scores": TableSpec(("sample_id", "model", "pretrained"), "first"),
     "clip_embeddings": TableSpec(("sample_id", "model", "pretrained"), "first"),
-    "transcripts": TableSpec(("sample_id", "model", "compute_type", "task"), "first"),
+    "transcripts": TableSpec(("sample_id", "model", "compute_type", "options_key"), "first"),
     "datasets": TableSpec(("dataset_id",), "last"),
     "models": TableSpec(("model_id",), "last"),
     "evals": TableSpec(("model_id", "metric", "split", "run_id"), "last"),
@@ -217,10 +218,10 @@ class Warehouse:
 
     def record_run(self, run_id: str, flow: str, status: str, params: dict | None = None,
                    flow_run_id: str | None = None, code_version: str | None = None,
-                   started_at: datetime | None = None) -> None:
+                   started_at: datetime | None = None, warnings: list | None = None) -> None:
         """Insert or update a row of `runs` (the newest status wins)."""
         now = utcnow()
-        prev = self.sql("SELECT started_at, params, flow_run_id, code_version FROM runs WHERE run_id = ?",
+        prev = self.sql("SELECT started_at, params, flow_run_id, code_version, warnings FROM runs WHERE run_id = ?",
                         [run_id]).to_pylist()
         old = prev[0] if prev else {}
         row = {
@@ -229,7 +230,8 @@ class Warehouse:
             "params": json.dumps(params, sort_keys=True, default=str) if params is not None else old.get("params"),
             "code_version": code_version or old.get("code_version"),
             "started_at": started_at or old.get("started_at") or now,
-            "finished_at": now if status in ("completed", "failed", "cancelled") else None,
+            "finished_at": now if status != "running" else None,
+            "warnings": json.dumps(warnings) if warnings is not None else old.get("warnings"),
         }
         self.write("runs", _row_table(row), run_id)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from mmpipe.models.cache import cached
 
 # The production default: a real LAION-2B ViT-B/32. Its weights download from the hub on first
 # use; offline, pass a local checkpoint path as `pretrained`, a `local-dir:` model, or use the
@@ -18,8 +19,6 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 TINY_MODEL = "mmpipe-tiny-clip"
 CONFIG_DIR = Path(__file__).parent / "configs"
 
-_cache: dict[tuple, "ClipBundle"] = {}
-_lock = threading.Lock()
 _registered = False
 
 
@@ -65,7 +64,7 @@ def _unavailable(model_name: str, pretrained: str, err: Exception) -> ClipWeight
         "Hub tags need network access the first time (then they are cached). Offline choices: "
         "--clip-pretrained /path/to/checkpoint.(pt|bin|safetensors) with the matching --clip-model; "
         "--clip-model local-dir:/path/to/open_clip_model_folder; the filter the demo bootstraps "
-        f"(--clip-model {TINY_MODEL} --clip-pretrained <home>/models/demo-filter/filter.safetensors); "
+        f"(--clip-model {TINY_MODEL} --clip-pretrained <home>/models/demo-filter/model.safetensors); "
         "or --clip-model none to skip CLIP scoring.")
 
 
@@ -94,18 +93,18 @@ def build_model(model_name: str, pretrained: str | None, device: str, precision:
 
 def load_clip(model_name: str, pretrained: str | None, device: str | None = None) -> ClipBundle:
     """Load (once per process) a CLIP model for scoring: fp16 on cuda, fp32 on cpu."""
-    import open_clip
-
     device = pick_device(device)
-    key = (model_name, pretrained or "", device)
-    with _lock:
-        if key not in _cache:
-            precision = "fp16" if device.startswith("cuda") else "fp32"
-            model, preprocess = build_model(model_name, pretrained, device, precision)
-            tokenizer = open_clip.get_tokenizer(model_name)
-            dtype = torch.float16 if precision == "fp16" else torch.float32
-            _cache[key] = ClipBundle(model, preprocess, tokenizer, device, dtype, model_name, pretrained or "")
-        return _cache[key]
+
+    def load() -> ClipBundle:
+        import open_clip
+
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+        model, preprocess = build_model(model_name, pretrained, device, precision)
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        return ClipBundle(model, preprocess, open_clip.get_tokenizer(model_name), device, dtype, model_name,
+                          pretrained or "")
+
+    return cached(("clip", model_name, pretrained or "", device), load)
 
 
 @torch.no_grad()

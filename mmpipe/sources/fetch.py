@@ -1,4 +1,4 @@
-"""Fetching http(s) URLs with timeouts, bounded retries and a concurrency cap."""
+"""Fetching http(s) URLs with timeouts, an overall deadline, bounded retries and a concurrency cap."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from dataclasses import dataclass
 import httpx
 
 
-@dataclass
+@dataclass(frozen=True)
 class FetchConfig:
-    """How URLs are fetched; a failure becomes a drop reason, never a crash."""
+    """How URLs are fetched; a failure becomes the drop reason `fetch_failed` with a detail, never a crash.
+
+    `timeout_s` bounds each network wait; `deadline_s` bounds one whole attempt, so a server that
+    trickles a byte at a time cannot hold a run.
+    """
 
     timeout_s: float = 10.0
+    deadline_s: float = 60.0
     retries: int = 2
     concurrency: int = 16
     max_bytes: int = 64 * 1024 * 1024
@@ -24,39 +29,53 @@ class FetchConfig:
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
+class _Deadline(Exception):
+    pass
+
+
 def _fetch_one(client: httpx.Client, url: str, cfg: FetchConfig) -> tuple[bytes | None, str | None]:
-    reason = "fetch_failed:error"
+    """(bytes, None) or (None, detail): http_<status>, timeout, too_large, redirect_refused, connection."""
+    failure = "error"
     for attempt in range(cfg.retries + 1):
         if attempt:
             time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
+        start = time.monotonic()
         try:
             with client.stream("GET", url) as r:
                 if r.status_code != 200:
-                    reason = f"fetch_failed:http_{r.status_code}"
+                    failure = f"http_{r.status_code}"
                     if r.status_code in _RETRY_STATUS:
                         continue
-                    return None, reason
+                    return None, failure
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
+                    return None, "too_large"
                 chunks, size = [], 0
                 for chunk in r.iter_bytes():
                     size += len(chunk)
                     if size > cfg.max_bytes:
-                        return None, "fetch_failed:too_large"
+                        return None, "too_large"
+                    if time.monotonic() - start > cfg.deadline_s:
+                        raise _Deadline
                     chunks.append(chunk)
                 return b"".join(chunks), None
-        except httpx.TimeoutException:
-            reason = "fetch_failed:timeout"
+        except (httpx.TimeoutException, _Deadline):
+            failure = "timeout"
+        except httpx.UnsupportedProtocol:
+            # Only http(s) is followed: a redirect to file://, ftp:// etc. is refused, never retried.
+            return None, "redirect_refused"
         except httpx.HTTPError:
-            reason = "fetch_failed:connection"
-    return None, reason
+            failure = "connection"
+    return None, failure
 
 
 def fetch_all(urls: list[str], cfg: FetchConfig | None = None) -> list[tuple[bytes | None, str | None]]:
-    """(content, None) or (None, drop reason) for each URL, in order."""
+    """(content, None) or (None, failure detail) for each URL, in order."""
     cfg = cfg or FetchConfig()
     if not urls:
         return []
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-    with httpx.Client(timeout=cfg.timeout_s, follow_redirects=True, limits=limits,
+    with httpx.Client(timeout=cfg.timeout_s, follow_redirects=True, max_redirects=5, limits=limits,
                       headers={"User-Agent": cfg.user_agent}) as client:
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             return list(pool.map(lambda u: _fetch_one(client, u, cfg), urls))

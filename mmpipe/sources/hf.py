@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-
 
 def is_hf_dataset_dir(path: Path) -> bool:
     """True for a folder written by Dataset.save_to_disk or DatasetDict.save_to_disk."""
@@ -13,8 +11,8 @@ def is_hf_dataset_dir(path: Path) -> bool:
                               or (path / "state.json").is_file())
 
 
-def load_arrow(path: str | Path, split: str | None = None) -> pa.Table:
-    """The dataset's rows as Arrow, media columns left undecoded ({bytes, path} structs)."""
+def load_dataset_on_disk(path: str | Path, split: str | None = None):
+    """The dataset (memory-mapped Arrow, media left undecoded), one split of a DatasetDict."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
     ds = load_from_disk(str(path))
@@ -24,5 +22,6 @@ def load_arrow(path: str | Path, split: str | None = None) -> pa.Table:
         if split not in ds:
             raise ValueError(f"split {split!r} not in {names}")
         ds = ds[split]
-    assert isinstance(ds, Dataset)
-    return ds.with_format("arrow")[:]
+    if not isinstance(ds, Dataset):
+        raise ValueError(f"{path} is not a datasets Dataset or DatasetDict")
+    return ds

@@ -9,18 +9,20 @@ from pathlib import Path
 import pyarrow as pa
 from braceexpand import braceexpand
 
-from mmpipe.schema import batch_from_rows, content_sha256, missing_sample_id, sample_id
+from mmpipe.schema import batch_from_rows, content_sha256, drop, missing_sample_id, sample_id
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff")
 AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "m4a", "opus")
 TEXT_EXTS = ("txt", "caption", "text")
+TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
 
 
 def expand_shards(pattern: str) -> list[str]:
     """Shard paths from a file, a folder of tars, or a brace pattern like shard-{000..009}.tar."""
     p = Path(pattern)
     if p.is_dir():
-        return sorted(str(x) for x in p.iterdir() if x.name.endswith((".tar", ".tgz", ".tar.gz")))
+        return sorted(str(x) for x in p.iterdir() if x.name.endswith(TAR_SUFFIXES))
     paths = list(braceexpand(pattern))
     missing = [x for x in paths if not Path(x).is_file()]
     if missing:
@@ -35,26 +37,32 @@ def _split(name: str) -> tuple[str, str]:
     return (name, "") if dot < 0 else (name[:dot], name[dot + 1:].lower())
 
 
-def _failed_downloads(tar_path: Path, source: str, modality: str) -> list[dict]:
-    """img2dataset writes a per-shard parquet; rows that failed to download never reach the tar."""
+def _failed_downloads(tar_path: Path, source: str, modality: str) -> tuple[list[dict], str | None]:
+    """img2dataset writes a per-shard parquet; rows that failed to download never reach the tar.
+
+    A parquet that cannot be read is reported as the shard's error; the tar's samples still count.
+    """
     meta = tar_path.with_name(tar_path.name.split(".")[0] + ".parquet")
     if not meta.is_file():
-        return []
+        return [], None
     import pyarrow.parquet as pq
 
-    table = pq.read_table(meta)
-    if "status" not in table.column_names:
-        return []
+    try:
+        table = pq.read_table(meta)
+        records = table.to_pylist() if "status" in table.column_names else []
+    except (pa.ArrowException, OSError, ValueError) as e:
+        return [], f"img2dataset metadata {meta.name} is unreadable ({type(e).__name__}: {str(e)[:160]}); " \
+                   "its failed downloads are not accounted for"
     rows = []
-    for r in table.to_pylist():
+    for r in records:
         if r.get("status") == "success":
             continue
         key = f"{tar_path.name}/{r.get('key')}"
-        text = r.get("caption")
-        rows.append({"sample_id": missing_sample_id(str(r.get("url") or key), text), "modality": modality,
-                     "source": source, "source_key": key, "uri": r.get("url"), "text": text, "keep": False,
-                     "drop_reason": "download_failed", "drop_stage": "decode"})
-    return rows
+        text = r.get("caption") if isinstance(r.get("caption"), str) else None
+        rows.append(drop({"sample_id": missing_sample_id(str(r.get("url") or key), text), "modality": modality,
+                          "source": source, "source_key": key, "uri": r.get("url"), "text": text, "keep": True},
+                         "download_failed", str(r.get("error_message") or r.get("status"))[:200]))
+    return rows, None
 
 
 def _has_end_marker(path: Path, offset: int) -> bool:
@@ -67,53 +75,80 @@ def _has_end_marker(path: Path, offset: int) -> bool:
     return len(tail) == 1024 and not tail.strip(b"\x00")
 
 
-def read_tar(path: str, source: str, modality: str = "image") -> tuple[pa.Table, str | None]:
-    """All samples of one shard as a batch, and a read error if the tar broke off midway."""
-    tar_path = Path(path)
-    groups: dict[str, dict[str, bytes]] = {}
+def _members(tar_path: Path, max_member_bytes: int) -> tuple[dict[str, dict[str, bytes | int]], str | None]:
+    """key -> {ext: bytes, or the size of a member over the cap}, in tar order; and a read error."""
+    groups: dict[str, dict[str, bytes | int]] = {}
     error = None
     try:
         with tarfile.open(tar_path, "r:*") as tf:
             for member in tf:
                 if not member.isfile():
-                    continue
+                    continue  # links, devices and folders are never followed
                 key, ext = _split(member.name)
                 if Path(key).name.startswith((".", "_")):
+                    continue
+                if member.size > max_member_bytes:
+                    groups.setdefault(key, {})[ext] = member.size  # skipped unread; streamed past
                     continue
                 f = tf.extractfile(member)
                 groups.setdefault(key, {})[ext] = f.read() if f else b""
             end = tf.offset
         if not _has_end_marker(tar_path, end):
             error = "the tar ends without its end-of-archive marker (truncated?)"
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         error = f"{type(e).__name__}: {e}"
+    return groups, error
+
+
+def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, max_member_bytes: int) -> dict:
     media_exts = IMAGE_EXTS if modality == "image" else AUDIO_EXTS
-    rows = []
-    for key, files in groups.items():
-        text, meta = None, {}
-        if "json" in files:
-            try:
-                meta = json.loads(files["json"])
-            except (ValueError, UnicodeDecodeError):
-                meta = {}
-        for ext in TEXT_EXTS:
-            if ext in files:
-                text = files[ext].decode("utf-8", errors="replace").strip()
-                break
-        if text is None and isinstance(meta, dict):
-            text = meta.get("caption") or meta.get("text")
-        media_ext = next((e for e in media_exts if e in files), None)
-        source_key = f"{tar_path.name}/{key}"
-        row = {"modality": modality, "source": source, "source_key": source_key,
-               "uri": f"{tar_path}#{key}.{media_ext or ''}", "text": text, "keep": True}
-        if media_ext is None:
-            row.update(sample_id=missing_sample_id(source_key, text), keep=False,
-                       drop_reason="missing_media", drop_stage="decode")
-        else:
-            content = files[media_ext]
-            row.update(sample_id=sample_id(content, text), content=content, content_sha256=content_sha256(content))
-            if text is None and modality == "image":
-                row.update(keep=False, drop_reason="missing_caption", drop_stage="decode")
-        rows.append(row)
-    rows.extend(_failed_downloads(tar_path, source, modality))
-    return batch_from_rows(rows), error
+    media_ext = next((e for e in media_exts if e in files), None)
+    source_key = f"{tar_path.name}/{key}"
+    row = {"modality": modality, "source": source, "source_key": source_key,
+           "uri": f"{tar_path}#{key}.{media_ext or ''}", "text": None, "keep": True}
+    problem: tuple[str, str | None] | None = None
+    meta = {}
+    if isinstance(files.get("json"), bytes):
+        try:
+            meta = json.loads(files["json"])
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            row["meta"] = json.dumps(meta)
+        except (ValueError, UnicodeDecodeError) as e:
+            meta, problem = {}, ("bad_metadata", f"{key}.json: {str(e)[:120]}")
+    text_ext = next((e for e in TEXT_EXTS if e in files), None)
+    if text_ext and isinstance(files[text_ext], int):
+        problem = problem or ("file_too_large", f"{key}.{text_ext}: {files[text_ext]} bytes")
+    elif text_ext:
+        try:
+            row["text"] = files[text_ext].decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            problem = problem or ("caption_encoding", f"{key}.{text_ext} byte {e.start}")
+    elif isinstance(meta.get("caption") or meta.get("text"), str):
+        row["text"] = meta.get("caption") or meta.get("text")
+    content = files.get(media_ext) if media_ext else None
+    if isinstance(content, int):
+        problem = problem or ("file_too_large", f"{key}.{media_ext}: {content} bytes > {max_member_bytes}")
+        content = None
+    if content is None:
+        row["sample_id"] = missing_sample_id(source_key, row["text"])
+        problem = problem or ("missing_media", None)
+    else:
+        row.update(sample_id=sample_id(content, row["text"]), content=content, content_sha256=content_sha256(content))
+        if row["text"] is None and modality == "image":
+            problem = problem or ("missing_caption", None)
+    return drop(row, *problem) if problem else row
+
+
+def read_tar(path: str, source: str, modality: str = "image", shard_index: int = 0,
+             max_member_bytes: int = MAX_MEMBER_BYTES) -> tuple[pa.Table, str | None]:
+    """All samples of one shard as a batch, and an error if the tar broke off midway.
+
+    Members over `max_member_bytes` are skipped unread (the sample is dropped as file_too_large).
+    """
+    tar_path = Path(path)
+    groups, error = _members(tar_path, max_member_bytes)
+    rows = [_sample(k, files, tar_path, source, modality, max_member_bytes) for k, files in groups.items()]
+    failed, meta_error = _failed_downloads(tar_path, source, modality)
+    rows.extend(failed)
+    return batch_from_rows(rows, shard_index), error or meta_error

@@ -8,9 +8,24 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from mmpipe.schema import AUDIO_SAMPLE_RATE as SAMPLE_RATE
 from mmpipe.stages.base import Filter, set_column
 
-SAMPLE_RATE = 16_000
+AUDIO_TYPE = pa.large_list(pa.float32())
+
+
+def audio_column(clips: list[np.ndarray | None]) -> pa.Array:
+    """16 kHz float32 clips (None for rows without audio) as one Arrow list column, without Python loops."""
+    lengths = np.array([0 if c is None else len(c) for c in clips], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = np.concatenate([c for c in clips if c is not None] or [np.zeros(0, np.float32)]).astype(np.float32)
+    mask = pa.array([c is None for c in clips])
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, pa.float32()), mask=mask)
+
+
+def clip_of(batch: pa.Table, i: int) -> np.ndarray:
+    """Row i's decoded audio as a float32 array (zero-copy)."""
+    return batch["audio"][i].values.to_numpy(zero_copy_only=False)
 
 
 class AudioDecodeError(Exception):
@@ -61,21 +76,21 @@ def decode_clip(content: bytes, config: AudioDecodeConfig | None = None) -> tupl
     try:
         audio = decode_audio(io.BytesIO(content), sampling_rate=SAMPLE_RATE)
     except Exception as e:  # noqa: BLE001 - PyAV raises many kinds for broken input
-        raise AudioDecodeError("decode_error", str(e)) from e
+        raise AudioDecodeError("decode_error", str(e)[:200]) from e
     duration = len(audio) / SAMPLE_RATE
     if len(audio) == 0:
         raise AudioDecodeError("zero_length")
     if declared and duration < 0.9 * declared - 0.05:
         raise AudioDecodeError("truncated", f"decoded {duration:.2f}s of a declared {declared:.2f}s")
     if duration < config.min_duration_s:
-        raise AudioDecodeError("too_short")
+        raise AudioDecodeError("too_short", f"{duration:.2f}s < {config.min_duration_s}s")
     if duration > config.max_duration_s:
-        raise AudioDecodeError("too_long")
+        raise AudioDecodeError("too_long", f"{duration:.1f}s > {config.max_duration_s}s")
     return audio, rate, duration
 
 
 class DecodeAudio(Filter):
-    """Decode each kept row; record duration and original sample rate; keep the 16 kHz samples."""
+    """Decode each kept row; record duration and original sample rate; add the 16 kHz samples as `audio`."""
 
     name = "decode"
     version = "1"
@@ -83,25 +98,41 @@ class DecodeAudio(Filter):
     def __init__(self, config: AudioDecodeConfig | None = None):
         super().__init__()
         self.config = config or AudioDecodeConfig()
-        self.audio: dict[str, np.ndarray] = {}
-        self._info: dict[str, tuple[int, float]] = {}
+        self._decoded: dict[str, tuple[np.ndarray, int, float]] = {}
 
     def decide(self, batch: pa.Table):
-        reasons: list[str | None] = []
+        reasons: list = []
         for sid, content in zip(batch["sample_id"].to_pylist(), batch["content"].to_pylist()):
             try:
-                audio, rate, duration = decode_clip(content or b"", self.config)
+                self._decoded[sid] = decode_clip(content or b"", self.config)
             except AudioDecodeError as e:
-                reasons.append(e.reason)
+                reasons.append((e.reason, str(e) if str(e) != e.reason else None))
                 continue
-            self.audio[sid] = audio
-            self._info[sid] = (rate, duration)
             reasons.append(None)
         return reasons, None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        self.audio, self._info = {}, {}
+        self._decoded = {}
         out = super().__call__(batch)
-        info = [self._info.get(s) for s in out["sample_id"].to_pylist()]
-        out = set_column(out, "sample_rate", pa.array([i[0] if i else None for i in info], pa.int32()))
-        return set_column(out, "duration_s", pa.array([i[1] if i else None for i in info], pa.float64()))
+        got = [self._decoded.get(s) if k else None for s, k in zip(out["sample_id"].to_pylist(),
+                                                                    out["keep"].to_pylist())]
+        self._decoded = {}
+        out = set_column(out, "sample_rate", pa.array([g[1] if g else r for g, r in
+                                                       zip(got, out["sample_rate"].to_pylist())], pa.int32()))
+        out = set_column(out, "duration_s", pa.array([g[2] if g else d for g, d in
+                                                      zip(got, out["duration_s"].to_pylist())], pa.float64()))
+        out = set_column(out, "format", pa.array([_container(c) if g else f for g, c, f in
+                                                  zip(got, out["content"].to_pylist(), out["format"].to_pylist())],
+                                                 pa.string()))
+        return set_column(out, "audio", audio_column([g[0] if g else None for g in got]))
+
+
+def _container(content: bytes) -> str | None:
+    """The audio container's format name (flac, wav, mp3, ogg, mp4 ...), from its bytes."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(content), metadata_errors="ignore") as container:
+            return container.format.name.split(",")[0]
+    except Exception:  # noqa: BLE001 - it decoded a moment ago; a name is only informative
+        return None

@@ -40,11 +40,12 @@ class ClipFilter(Filter):
         c = self.config
         if c.min_score is not None:
             self.threshold = c.min_score
-            label = f"clip_score_below:{c.min_score:g}"
+            rule = f"min_clip_score={c.min_score:g}"
         else:
             valid = np.sort(scores[~np.isnan(scores)])[::-1]
             k = max(1, int(round(c.keep_fraction * len(valid))))
             self.threshold = float(valid[k - 1]) if len(valid) else np.inf
-            label = f"clip_score_not_in_top:{c.keep_fraction:g}"
-        reasons = [None if (not np.isnan(s) and s >= self.threshold) else label for s in scores]
+            rule = f"keep_fraction={c.keep_fraction:g}"
+        reasons = [None if (not np.isnan(s) and s >= self.threshold)
+                   else ("clip_score_low", f"{s:.4f} < {self.threshold:.4f} ({rule})") for s in scores]
         return reasons, scores.tolist()

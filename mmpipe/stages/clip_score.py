@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mmpipe.models.clip import ClipBundle, encode_pairs, load_clip, to_f16_bytes
+from mmpipe.schema import MAX_PIXELS
 from mmpipe.stages.base import Stage, set_column
 from mmpipe.stages.decode import decode_image
 
@@ -28,17 +29,20 @@ class ClipScoreConfig:
     batch_size: int = 128
     num_workers: int = 2
     device: str | None = None
+    max_pixels: int = MAX_PIXELS
 
 
 class _PairDataset(Dataset):
-    def __init__(self, ids: list[str], contents: list[bytes], texts: list[str], preprocess: Callable):
+    def __init__(self, ids: list[str], contents: list[bytes], texts: list[str], preprocess: Callable,
+                 max_pixels: int):
         self.ids, self.contents, self.texts, self.preprocess = ids, contents, texts, preprocess
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        img, _ = decode_image(self.contents[i])
+        img, _ = decode_image(self.contents[i], self.max_pixels)
         return self.ids[i], self.preprocess(img), self.texts[i] or ""
 
 
@@ -69,7 +73,8 @@ class ClipScorer(Stage):
         # Starting worker processes costs a few hundred ms per call; below a few batches per worker
         # decoding in-process is faster (measured in bench/clip_scoring.py).
         workers = self.config.num_workers if len(ids) >= 4 * bs * max(1, self.config.num_workers) else 0
-        loader = DataLoader(_PairDataset(ids, contents, texts, self.bundle.preprocess), batch_size=bs,
+        loader = DataLoader(_PairDataset(ids, contents, texts, self.bundle.preprocess, self.config.max_pixels),
+                            batch_size=bs,
                             num_workers=workers, collate_fn=_collate,
                             pin_memory=self.bundle.device.startswith("cuda"))
         out: dict[str, tuple[float, bytes, bytes]] = {}
@@ -82,9 +87,11 @@ class ClipScorer(Stage):
                 progress(len(batch_ids))
         return out
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table, progress: Callable[[int], None] | None = None) -> pa.Table:
+        """Adds clip_score, clip_image_embedding and clip_text_embedding (float16 bytes) to kept rows."""
         kept = batch.filter(pc.fill_null(batch["keep"], True))
-        got = self.score(kept["sample_id"].to_pylist(), kept["content"].to_pylist(), kept["text"].to_pylist())
+        got = self.score(kept["sample_id"].to_pylist(), kept["content"].to_pylist(), kept["text"].to_pylist(),
+                         progress)
         ids = batch["sample_id"].to_pylist()
         batch = set_column(batch, "clip_score", pa.array([got[s][0] if s in got else None for s in ids], pa.float64()))
         batch = set_column(batch, "clip_image_embedding", pa.array([got[s][1] if s in got else None for s in ids], pa.binary()))

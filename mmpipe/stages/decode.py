@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps
 
+from mmpipe.schema import MAX_PIXELS
 from mmpipe.stages.base import Filter, set_column
 from mmpipe.stages.dedup import phash
 
@@ -25,17 +26,38 @@ _MAGIC: list[tuple[bytes, int, str]] = [
     (b"II*\x00", 0, "TIFF"),
     (b"MM\x00*", 0, "TIFF"),
 ]
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# ISO-BMFF brands: AVIF decodes (Pillow ships libavif); HEIC is named, then refused.
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
+# Recognisable non-images, so a drop's detail says what the bytes were.
+_OTHER = [(b"%!PS", "postscript"), (b"\xc5\xd0\xd3\xc6", "eps"), (b"%PDF", "pdf"), (b"<svg", "svg"),
+          (b"<?xml", "xml"), (b"<!doctype html", "html"), (b"<html", "html"), (b"PK\x03\x04", "zip"),
+          (b"\x1f\x8b", "gzip"), (b"8BPS", "psd"), (b"\x00\x00\x00\x0cjP  ", "jpeg2000"), (b"qoif", "qoi")]
 
 
 def sniff_format(content: bytes) -> str | None:
     """The allow-listed format the bytes declare, or None."""
     if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
         return "WEBP"
+    if content[4:8] == b"ftyp" and content[8:12] in _AVIF_BRANDS:
+        return "AVIF"
     for magic, offset, fmt in _MAGIC:
         if content[offset : offset + len(magic)] == magic:
             return fmt
     return None
+
+
+def describe_unsupported(content: bytes) -> str:
+    """A short name for bytes that are not an allowed image (the drop's detail)."""
+    if content[4:8] == b"ftyp":
+        brand = content[8:12].decode("ascii", "replace").strip()
+        return "heif/heic" if content[8:12] in _HEIF_BRANDS else f"iso-bmff brand {brand!r}"
+    head = content[:64].lstrip().lower()
+    for magic, name in _OTHER:
+        if head.startswith(magic.lower()):
+            return name
+    return "unknown bytes"
 
 
 class DecodeError(Exception):
@@ -46,13 +68,13 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-def decode_image(content: bytes, max_pixels: int = 89_478_485) -> tuple[Image.Image, str]:
+def decode_image(content: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, str]:
     """Decode bytes to an upright RGB image; raise DecodeError with a drop reason."""
     if not content:
         raise DecodeError("empty_file")
     fmt = sniff_format(content)
     if fmt is None:
-        raise DecodeError("unsupported_format")
+        raise DecodeError("unsupported_format", describe_unsupported(content))
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
@@ -65,10 +87,10 @@ def decode_image(content: bytes, max_pixels: int = 89_478_485) -> tuple[Image.Im
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError("decompression_bomb", str(e)) from e
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        raise DecodeError("decompression_bomb", str(e)[:200]) from e
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, RuntimeError) as e:
         reason = "truncated" if "truncated" in str(e).lower() or isinstance(e, EOFError) else "decode_error"
-        raise DecodeError(reason, str(e)) from e
+        raise DecodeError(reason, f"{fmt.lower()}: {str(e)[:200]}") from e
     if img.width == 0 or img.height == 0:
         raise DecodeError("decode_error", "zero-sized image")
     return to_rgb(img), fmt.lower()
@@ -96,7 +118,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 class DecodeConfig:
     """Limits for decoding; max_pixels guards against decompression bombs."""
 
-    max_pixels: int = 89_478_485
+    max_pixels: int = MAX_PIXELS
 
 
 class DecodeImages(Filter):
@@ -110,13 +132,13 @@ class DecodeImages(Filter):
         self.config = config or DecodeConfig()
 
     def decide(self, batch: pa.Table):
-        reasons: list[str | None] = []
+        reasons: list = []
         self._dims: dict[str, tuple[int, int, str, int]] = {}
         for sid, content in zip(batch["sample_id"].to_pylist(), batch["content"].to_pylist()):
             try:
                 img, fmt = decode_image(content or b"", self.config.max_pixels)
             except DecodeError as e:
-                reasons.append(e.reason)
+                reasons.append((e.reason, str(e) if str(e) != e.reason else None))
                 continue
             self._dims[sid] = (img.width, img.height, fmt, phash(img))
             reasons.append(None)

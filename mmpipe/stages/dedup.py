@@ -1,6 +1,7 @@
 """Deduplication: exact (same image bytes) and near (perceptual hash within a Hamming radius).
 
-The first sample seen (lowest `order`) is kept; later ones get `duplicate_of:<sample_id>`.
+The first sample seen (lowest `ordinal`) is kept; later ones are dropped as `duplicate` (same bytes)
+or `near_duplicate` (perceptual hash), with the kept sample's id in the detail.
 """
 
 from __future__ import annotations
@@ -84,35 +85,42 @@ class DedupConfig:
 class Dedup(Filter):
     """Keeps the first-seen of each duplicate group over a whole run's candidates.
 
-    Expects columns sample_id, content_sha256, phash and `order` (first seen = lowest).
+    Expects columns sample_id, content_sha256, phash and `ordinal` (first seen = lowest).
     """
 
     name = "dedup"
     version = "1"
 
-    def __init__(self, config: DedupConfig | None = None):
+    def __init__(self, config: DedupConfig | None = None, prior: dict[str, str] | None = None):
+        """prior: content_sha256 -> sample id kept earlier in the run (shards processed in order)."""
         super().__init__()
         self.config = config or DedupConfig()
+        self.prior = prior or {}
 
     def decide(self, batch: pa.Table):
-        order = np.argsort(np.asarray(batch["order"].to_pylist()), kind="stable")
+        order = np.argsort(np.asarray(batch["ordinal"].to_pylist()), kind="stable")
         ids = [batch["sample_id"][int(i)].as_py() for i in order]
         shas = [batch["content_sha256"][int(i)].as_py() for i in order]
         raw = [batch["phash"][int(i)].as_py() for i in order]
-        reason: list[str | None] = [None] * len(ids)
+        reason: list[tuple[str, str] | None] = [None] * len(ids)
         if self.config.exact:
-            first: dict[str, int] = {}
+            first: dict[str, str] = dict(self.prior)
             for k, sha in enumerate(shas):
-                if sha in first:
-                    reason[k] = f"duplicate_of:{ids[first[sha]]}"
-                else:
-                    first[sha] = k
+                if sha is None:
+                    continue
+                if sha in first and first[sha] != ids[k]:
+                    reason[k] = ("duplicate", first[sha])
+                else:  # the same sample met again is an occurrence, accounted for as such, not a twin
+                    first.setdefault(sha, ids[k])
         if self.config.hamming is not None:
-            alive = [k for k in range(len(ids)) if reason[k] is None and raw[k] is not None]
+            seen: set[str] = set()
+            alive = [k for k in range(len(ids)) if reason[k] is None and raw[k] is not None
+                     and not (ids[k] in seen or seen.add(ids[k]))]
             hashes = np.array([raw[k] for k in alive], dtype=np.int64)
             for j, i in near_duplicates(hashes, self.config.hamming).items():
-                reason[alive[j]] = f"duplicate_of:{ids[alive[i]]}"
-        out: list[str | None] = [None] * len(ids)
+                dist = bin((int(hashes[j]) ^ int(hashes[i])) & (2**64 - 1)).count("1")
+                reason[alive[j]] = ("near_duplicate", f"{ids[alive[i]]} hamming={dist}")
+        out: list[tuple[str, str] | None] = [None] * len(ids)
         for k, i in enumerate(order):
             out[int(i)] = reason[k]
         return out, None

@@ -52,8 +52,13 @@ def test_every_sample_is_kept_or_dropped_and_the_dataset_is_published(curate, sh
     kept = result["kept"]
     assert result["ingested"] == kept + sum(v for k, v in result["outcomes"].items() if k != "kept")
     reasons = set(result["outcomes"])
-    assert {"duplicate_of", "too_small", "aspect_ratio", "caption_too_short", "truncated"} <= reasons
-    assert any(r.startswith("clip_score_not_in_top:0.5") for r in reasons)
+    assert {"duplicate", "near_duplicate", "too_small", "aspect_ratio", "caption_too_short", "truncated",
+            "clip_score_low"} <= reasons
+    from mmpipe.schema import DROP_REASONS
+
+    assert reasons - {"kept"} <= set(DROP_REASONS)
+    details = wh.query_readonly("SELECT DISTINCT detail FROM decisions WHERE drop_reason = 'clip_score_low'")
+    assert all("keep_fraction=0.5" in d for d in details.column("detail").to_pylist())
     ds = wh.query_readonly("SELECT * FROM datasets").to_pylist()
     assert len(ds) == 1 and ds[0]["n_samples"] == kept and ds[0]["version"] == "v1"
     assert '"keep_fraction": 0.5' in ds[0]["filter_spec"]
@@ -71,7 +76,7 @@ def test_every_sample_is_kept_or_dropped_and_the_dataset_is_published(curate, sh
     from prefect.artifacts import Artifact
 
     assert Artifact.get("curate-shapes-clip-scores") is not None
-    assert "duplicate_of" in str(Artifact.get("curate-shapes-outcomes").data)
+    assert "near_duplicate" in str(Artifact.get("curate-shapes-outcomes").data)
 
     again = curate(shapes.pattern, home, min_clip_score=0.0)  # a new threshold: nothing rescored
     assert again["n_scored"] == 0 and again["dataset"]["version"] == "v2"
@@ -122,7 +127,10 @@ def test_urls_through_the_flow_account_for_failed_fetches(curate, tmp_path, http
     pq.write_table(pa.table({"url": [f"{base}/img/g.jpg", f"{base}/status/500", f"{base}/img/missing.jpg"],
                              "caption": ["a green square", "server error", "missing file"]}), tmp_path / "u.parquet")
     result = curate(str(tmp_path / "u.parquet"), tmp_path / "home", name="urls", clip_model="none")
-    assert result["outcomes"] == {"kept": 1, "fetch_failed:http_500": 1, "fetch_failed:http_404": 1}
+    assert result["outcomes"] == {"kept": 1, "fetch_failed": 2}
+    details = Warehouse(tmp_path / "home").query_readonly(
+        "SELECT detail FROM decisions WHERE drop_reason = 'fetch_failed' ORDER BY 1").column("detail").to_pylist()
+    assert details == ["http_404", "http_500"]
 
 
 def test_cli_names_the_offline_choices_when_default_weights_are_missing(prefect_harness, shapes, home):

@@ -82,8 +82,10 @@ def test_webdataset_table_and_hf_audio_sources(transcribe, tmp_path, http_server
     pq.write_table(pa.table({"audio": [str(SPEECH_DIR / "clip03.flac"), f"{base}/img/clip05.ogg", f"{base}/status/404"],
                              "transcript": [(SPEECH_DIR / "clip03.txt").read_text(), None, "lost"]}),
                    tmp_path / "clips.parquet")
-    r = transcribe(str(tmp_path / "clips.parquet"), tmp_path / "h2", name="table")
-    assert r["outcomes"] == {"kept": 2, "fetch_failed:http_404": 1} and r["wer"]["with_reference"] == 1
+    refused = transcribe(str(tmp_path / "clips.parquet"), tmp_path / "h1", name="table")
+    assert refused["outcomes"]["path_refused"] == 1  # a path outside the table's folder needs an allowed root
+    r = transcribe(str(tmp_path / "clips.parquet"), tmp_path / "h2", name="table", allowed_roots=[str(SPEECH_DIR)])
+    assert r["outcomes"] == {"kept": 2, "fetch_failed": 1} and r["wer"]["with_reference"] == 1
 
     from datasets import Audio, Dataset
 

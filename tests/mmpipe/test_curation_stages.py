@@ -72,29 +72,57 @@ def test_dedup_keeps_the_first_seen_and_names_it():
         "sample_id": ["late", "first", "copy", "near", "other"],
         "content_sha256": ["s1", "s1", "s1", "s2", "s3"],
         "phash": [10, 10, 10, 11, -5_000_000_000_000],
-        "order": [5, 1, 3, 4, 2],
-        "keep": [True] * 5, "drop_reason": pa.nulls(5, pa.string()), "drop_stage": pa.nulls(5, pa.string()),
+        "ordinal": [5, 1, 3, 4, 2],
+        "keep": [True] * 5, "drop_reason": pa.nulls(5, pa.string()), "drop_detail": pa.nulls(5, pa.string()),
+        "drop_stage": pa.nulls(5, pa.string()),
     })
     out = Dedup(DedupConfig(exact=True, hamming=2))(rows)
-    assert out["drop_reason"].to_pylist() == ["duplicate_of:first", None, "duplicate_of:first",
-                                              "duplicate_of:first", None]
+    assert out["drop_reason"].to_pylist() == ["duplicate", None, "duplicate", "near_duplicate", None]
+    assert out["drop_detail"].to_pylist() == ["first", None, "first", "first hamming=1", None]
     only_exact = Dedup(DedupConfig(exact=True, hamming=None))(rows)
     assert only_exact["drop_reason"].to_pylist()[3] is None
+    # Bytes kept in an earlier shard of the run count; the same sample met again is not its own twin.
+    prior = Dedup(DedupConfig(exact=True, hamming=None), prior={"s3": "elsewhere", "s2": "near"})(rows)
+    assert prior["drop_reason"].to_pylist() == ["duplicate", None, "duplicate", None, "duplicate"]
+    assert prior["drop_detail"].to_pylist()[4] == "elsewhere"
+
+
+def test_every_stage_records_a_decision_for_what_it_evaluated():
+    from mmpipe.stages.base import decisions_of
+    from mmpipe.stages.decode import DecodeImages
+
+    good = io.BytesIO()
+    _img(3).save(good, "PNG")
+    rows = [{"sample_id": "ok", "content": good.getvalue(), "text": "a fine picture", "keep": True},
+            {"sample_id": "tiny_caption", "content": good.getvalue(), "text": "x", "keep": True},
+            {"sample_id": "bad", "content": b"<html>", "text": "not an image", "keep": True},
+            {"sample_id": "gone", "text": "missing", "keep": False, "drop_reason": "missing_file",
+             "drop_stage": "decode"}]
+    decode, basic = DecodeImages(), BasicFilter(BasicFilterConfig(min_side=10))
+    out = basic(decode(batch_from_rows(rows)))
+    d = {r["sample_id"]: r for r in decisions_of(out, decode).to_pylist()}
+    # decode kept tiny_caption even though basic dropped it later in the same batch
+    assert d["tiny_caption"]["keep"] and d["ok"]["keep"] and not d["bad"]["keep"] and not d["gone"]["keep"]
+    assert d["bad"]["drop_reason"] == "unsupported_format" and d["bad"]["detail"] == "html"
+    b = {r["sample_id"]: r for r in decisions_of(out, basic).to_pylist()}
+    assert set(b) == {"ok", "tiny_caption"} and b["tiny_caption"]["drop_reason"] == "caption_too_short"
 
 
 def _scores(values):
     n = len(values)
     return pa.table({"sample_id": [f"s{i}" for i in range(n)], "clip_score": pa.array(values, pa.float64()),
-                     "keep": [True] * n, "drop_reason": pa.nulls(n, pa.string()), "drop_stage": pa.nulls(n, pa.string())})
+                     "keep": [True] * n, "drop_reason": pa.nulls(n, pa.string()),
+                     "drop_detail": pa.nulls(n, pa.string()), "drop_stage": pa.nulls(n, pa.string())})
 
 
 def test_clip_filter_threshold_and_top_fraction():
     out = ClipFilter(ClipFilterConfig(min_score=0.25))(_scores([0.1, 0.25, 0.3, None]))
-    assert out["drop_reason"].to_pylist() == ["clip_score_below:0.25", None, None, "clip_score_below:0.25"]
+    assert out["drop_reason"].to_pylist() == ["clip_score_low", None, None, "clip_score_low"]
+    assert out["drop_detail"][0].as_py() == "0.1000 < 0.2500 (min_clip_score=0.25)"
     f = ClipFilter(ClipFilterConfig(keep_fraction=0.3))
     out = f(_scores([i / 10 for i in range(10)]))
     assert sum(out["keep"].to_pylist()) == 3 and out["keep"].to_pylist()[-3:] == [True] * 3
-    assert out["drop_reason"][0].as_py() == "clip_score_not_in_top:0.3"
+    assert out["drop_reason"][0].as_py() == "clip_score_low" and "keep_fraction=0.3" in out["drop_detail"][0].as_py()
     with pytest.raises(ValueError, match="exactly one"):
         ClipFilterConfig()
     with pytest.raises(ValueError):

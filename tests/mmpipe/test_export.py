@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmpipe.export import as_jpeg, export_shard, read_staged, stage_batch, write_sizes
+from mmpipe.export import as_jpeg, export_shard, read_staged, stage_batch, staged_ids, write_sizes
 from mmpipe.schema import batch_from_rows, sample_id
 
 
@@ -41,10 +41,13 @@ def test_non_jpeg_is_reencoded_and_jpeg_kept_as_is():
 
 
 def test_staged_shards_round_trip(tmp_path):
-    rows = [{"sample_id": "a", "content": b"A", "text": "x y", "keep": True},
-            {"sample_id": "b", "content": b"B", "text": "dropped", "keep": False}]
-    assert stage_batch(batch_from_rows(rows), tmp_path / "s.tar", 3) == 1
-    assert read_staged(tmp_path / "s.tar") == [{"sample_id": "a", "content": b"A", "text": "x y", "order": 3_000_000}]
+    rows = [{"sample_id": "a", "content": b"A", "text": "x y", "keep": True, "meta": '{"label": "L"}'},
+            {"sample_id": "b", "content": b"B", "text": "dropped", "keep": False},
+            {"sample_id": "a", "content": b"A", "text": "x y", "keep": True}]  # the same pair met again
+    assert stage_batch(batch_from_rows(rows, shard_index=3), tmp_path / "s.tar") == 1
+    assert read_staged(tmp_path / "s.tar") == [{"sample_id": "a", "content": b"A", "text": "x y",
+                                                "ordinal": 3 << 32, "meta": {"label": "L"}}]
+    assert staged_ids(tmp_path / "s.tar").to_pylist() == [{"sample_id": "a", "ordinal": 3 << 32}]
 
 
 def test_webdataset_reads_the_shards(exported):

@@ -118,7 +118,8 @@ def test_tables_of_urls_fetch_with_retries_timeouts_and_a_cap(tmp_path, http_ser
                       fetch=FetchConfig(timeout_s=1.0, retries=1, concurrency=4, backoff_s=0.05))
     batch = _read_all(spec)
     reasons = batch["drop_reason"].to_pylist()
-    assert reasons[:5] == [None, "fetch_failed:http_404", "fetch_failed:timeout", None, "fetch_failed:connection"]
+    assert reasons[:5] == [None, "fetch_failed", "fetch_failed", None, "fetch_failed"]
+    assert batch["drop_detail"].to_pylist()[:5] == [None, "http_404", "timeout", None, "connection"]
     assert all(r is None for r in reasons[5:])
     assert batch.num_rows == len(urls)
     # The cap, measured on requests that all complete (an abandoned slow request keeps its server
@@ -155,6 +156,9 @@ def test_detect_kind(tmp_path):
     (tmp_path / "folder").mkdir()
     assert detect_kind(str(tmp_path / "folder")) == "folder"
     assert detect_kind("x/shard-{0..9}.tar") == "webdataset"
-    assert detect_kind("urls.csv") == "table"
+    (tmp_path / "urls.csv").write_text("url,caption\n")
+    assert detect_kind(str(tmp_path / "urls.csv")) == "table"
+    with pytest.raises(FileNotFoundError):
+        detect_kind(str(tmp_path / "nope.csv"))
     with pytest.raises(FileNotFoundError):
         detect_kind(str(tmp_path / "nothing"))
