@@ -63,8 +63,13 @@ def tables(home: HomeOpt = None) -> None:
     """List the warehouse tables with their row counts."""
     import pyarrow as pa
 
+    from mmpipe.schema import DROP_REASONS
+
     counts = _warehouse(home).table_counts()
     print_table(pa.table({"table": list(counts), "rows": list(counts.values())}))
+    typer.echo("\ndrop_reason values (decisions, outcomes); ids and thresholds are in the `detail` column:")
+    for reason, meaning in DROP_REASONS.items():
+        typer.echo(f"  {reason:<20} {meaning}")
 
 
 @app.command()

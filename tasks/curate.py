@@ -87,7 +87,7 @@ def dedup_run(home: str, run_id: str, staged: list[str], config: DedupConfig) ->
 def _decidable(table: pa.Table) -> pa.Table:
     """A table of candidates with the columns a Filter annotates."""
     n = table.num_rows
-    for col, arr in (("keep", pa.array([True] * n)), ("drop_reason", pa.nulls(n, pa.string())),
+    for col, arr in (("keep", pa.array([True] * n, pa.bool_())), ("drop_reason", pa.nulls(n, pa.string())),
                      ("drop_detail", pa.nulls(n, pa.string())), ("drop_stage", pa.nulls(n, pa.string()))):
         table = table.append_column(col, arr)
     return table

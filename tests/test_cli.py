@@ -31,6 +31,7 @@ def test_sql_tables_runs(ingested_home):
     assert out.exit_code == 0 and "truncated" in out.output and "unsupported_format" in out.output
     out = runner.invoke(app, ["tables", *home])
     assert out.exit_code == 0 and "samples" in out.output and "24" in out.output
+    assert "caption_too_short" in out.output and "detail" in out.output
     out = runner.invoke(app, ["runs", *home])
     assert out.exit_code == 0 and "completed" in out.output
 
@@ -71,14 +72,51 @@ def test_ingest_of_a_missing_folder_is_a_clear_error(home):
 
 
 def test_mmpipe_demo_end_to_end(tmp_path):
-    """The README's demo command, in a fresh process with its own ephemeral Prefect server."""
+    """The README's demo command, in a fresh process with its own ephemeral Prefect server; every
+    number it prints is checked against the warehouse and the demo's ground truth."""
+    import re
+    import tarfile
+
+    from warehouse import Warehouse
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["MMPIPE_HOME"] = str(tmp_path / "demo-home")
+    home = tmp_path / "demo-home"
+    env["MMPIPE_HOME"] = str(home)
     exe = Path(sys.executable).with_name("mmpipe")
     proc = subprocess.run([str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "mmpipe sql" in proc.stdout and "decompression_bomb" in proc.stdout
-    assert (tmp_path / "demo-home" / "prefect").is_dir()  # PREFECT_HOME under the mmpipe home
-    q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM decisions GROUP BY 1"],
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "mmpipe sql" in out and "decompression_bomb" in out
+    assert (home / "prefect").is_dir()  # PREFECT_HOME under the mmpipe home
+    wh = Warehouse(home)
+    # run lines: "run <id>: N inputs, K kept, D dropped"
+    for run_id, n, k, d in re.findall(r"run (\S+): (\d+) inputs, (\d+) kept, (\d+) dropped", out):
+        row = wh.query_readonly("SELECT ingested, kept, dropped FROM run_summary WHERE run_id = ?", [run_id]).to_pylist()
+        assert row == [{"ingested": int(n), "kept": int(k), "dropped": int(d)}], run_id
+    # the filter's precision/recall, recomputed from the outcomes and the pool's planted truth
+    m = re.search(r"precision ([\d.]+), recall ([\d.]+) \((\d+) of (\d+) caught, (\d+) dropped", out)
+    assert m, out[-3000:]
+    truth = {}
+    for shard in sorted((home / "demo" / "shapes" / "pool").glob("*.tar")):
+        with tarfile.open(shard) as tf:
+            for mem in tf:
+                if mem.name.endswith(".json"):
+                    truth[f"{shard.name}/{mem.name[:-5]}"] = json.loads(tf.extractfile(mem).read())
+    curate_run = wh.query_readonly("SELECT run_id FROM runs WHERE flow = 'curate'").column("run_id")[0].as_py()
+    outcomes = wh.query_readonly("SELECT source_key, drop_stage FROM outcomes WHERE run_id = ?",
+                                 [curate_run]).to_pylist()
+    dropped = {o["source_key"] for o in outcomes if o["drop_stage"] == "clip_filter"}
+    scored = {o["source_key"] for o in outcomes if o["drop_stage"] in (None, "clip_filter")}
+    bad = {k for k, t in truth.items() if t.get("mismatched")} & scored
+    tp = len(dropped & bad)
+    assert (int(m.group(3)), int(m.group(4)), int(m.group(5))) == (tp, len(bad), len(dropped))
+    assert float(m.group(1)) == pytest.approx(tp / len(dropped), abs=5e-4)
+    assert float(m.group(2)) == pytest.approx(tp / len(bad), abs=5e-4)
+    # dataset lines: "dataset vN: S samples" + its shards hold exactly S samples
+    for version, n in re.findall(r"dataset (v\d+): (\d+) samples", out):
+        rows = wh.query_readonly("SELECT n_samples FROM datasets WHERE version = ? AND n_samples = ?",
+                                 [version, int(n)]).to_pylist()
+        assert rows, (version, n)
+    q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert q.returncode == 0 and "truncated" in q.stdout
+    assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout

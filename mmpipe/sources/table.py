@@ -50,18 +50,20 @@ def _kind(path: Path) -> str:
     raise ValueError(f"unsupported table format: {path} (use .parquet, .csv or .jsonl)")
 
 
-def _first_json_record(path: Path) -> dict:
+def _first_json_record(path: Path, look: int = 1000) -> dict:
+    """The first parseable object among the first `look` lines (its keys name the columns)."""
     with path.open("rb") as f:
         for n, line in enumerate(f, 1):
+            if n > look:
+                break
             if line.strip():
                 try:
-                    rec = json.loads(line)
-                except ValueError as e:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-                if not isinstance(rec, dict):
-                    raise ValueError(f"{path}:{n}: expected one JSON object per line")
-                return rec
-    return {}
+                    rec = json.loads(line.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    return rec
+    raise ValueError(f"{path}: no JSON object among its first {look} lines (expected one object per line)")
 
 
 def column_names(path: str | Path) -> list[str]:

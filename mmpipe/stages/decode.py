@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps
 
+Image.MAX_IMAGE_PIXELS = None  # replaced by decode_image's max_pixels, checked before any decoding
+
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.stages.base import Filter, set_column
 from mmpipe.stages.dedup import phash
@@ -78,7 +80,9 @@ def decode_image(content: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image.Im
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's own global bomb limit would override a raised `max_pixels`; the size check
+            # below (header only, before any pixel is decoded) is the budget that applies.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(content), formats=[fmt])
             if img.width * img.height > max_pixels:
                 raise DecodeError("decompression_bomb", f"{img.width}x{img.height} > {max_pixels} px")
