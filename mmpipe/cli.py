@@ -9,8 +9,9 @@ import typer
 
 from mmpipe.cli_output import print_dataset, print_outcomes, print_table, print_warnings, print_wer, write_result
 from mmpipe.home import configure_prefect, resolve_home
+from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, WHISPER_MODEL
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="mmpipe: curate multimodal datasets with Prefect flows; query every decision with SQL.")
 
 HomeOpt = Annotated[Optional[Path], typer.Option(
@@ -117,8 +118,8 @@ def curate(
     max_pixels: Annotated[Optional[int], typer.Option(help="Drop images with more pixels.")] = None,
     exact_dedup: Annotated[bool, typer.Option(help="Drop later copies of the same image bytes.")] = True,
     dedup_hamming: Annotated[int, typer.Option(help="Near-dup radius in pHash bits; -1 turns it off.")] = 4,
-    clip_model: Annotated[str, typer.Option(help="open_clip model name, hf-hub:/local-dir: id, or none.")] = "ViT-B-32",
-    clip_pretrained: Annotated[Optional[str], typer.Option(help="Pretrained tag or checkpoint path.")] = "laion2b_s34b_b79k",
+    clip_model: Annotated[str, typer.Option(help="open_clip model name, hf-hub:/local-dir: id, or none.")] = CLIP_MODEL,
+    clip_pretrained: Annotated[Optional[str], typer.Option(help="Pretrained tag or checkpoint path.")] = CLIP_PRETRAINED,
     min_clip_score: Annotated[Optional[float], typer.Option(help="Keep pairs scoring at least this.")] = None,
     keep_fraction: Annotated[Optional[float], typer.Option(help="Keep this top fraction (default 0.3).")] = None,
     clip_batch_size: int = 128, clip_workers: int = 2,
@@ -157,7 +158,7 @@ def transcribe(
                                                "paths/URLs, or a datasets save_to_disk folder with an Audio column.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
     whisper_model: Annotated[str, typer.Option(help="Size name (tiny.en ... large-v3, distil-large-v3) or a local "
-                                                    "CTranslate2 folder.")] = "large-v3",
+                                                    "CTranslate2 folder.")] = WHISPER_MODEL,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
     compute_type: Annotated[Optional[str], typer.Option(help="float16, int8_float16, int8 (default: float16 on "
                                                              "cuda, int8 on cpu).")] = None,

