@@ -48,12 +48,11 @@ def transcribe_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, nam
     known = transcripts_of(wh, cfg.model, cfg.compute_type, cfg.options_key(), batch["sample_id"].to_pylist())
     batch = transcriber(known_columns(batch, known))
     rows = transcript_rows(batch, known, cfg, run_id)
-    if rows:
-        wh.write("transcripts", pa.Table.from_pylist([{k: v for k, v in r.items() if k != "duration_s"}
-                                                      for r in rows]), run_id)
     quality_stage = AsrQuality(quality)
     batch = quality_stage(batch)
-    written = record_batch(wh, batch, [decoder, dedup, quality_stage], run_id)
+    transcripts = {"transcripts": pa.Table.from_pylist([{k: v for k, v in r.items() if k != "duration_s"}
+                                                         for r in rows])} if rows else {}
+    written = record_batch(wh, batch, [decoder, dedup, quality_stage], run_id, transcripts)
     exported, seen = [], set(prior.values())
     for i, (sid, keep) in enumerate(zip(batch["sample_id"].to_pylist(), batch["keep"].to_pylist())):
         if keep and sid not in seen:  # a clip met again is exported once, where the run met it first

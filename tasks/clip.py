@@ -33,9 +33,10 @@ def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfi
     common = {"sample_id": scored["sample_id"], "model": [config.model_name] * n, "pretrained": [pretrained] * n,
               "run_id": [run_id] * n}
     dim = len(scored["clip_image_embedding"][0].as_py()) // 2
-    wh.write("clip_embeddings", pa.table({**common, "dim": [dim] * n, "image_embedding": scored["clip_image_embedding"],
-                                          "text_embedding": scored["clip_text_embedding"]}), run_id)
-    wh.write("clip_scores", pa.table({**common, "score": scored["clip_score"]}), run_id)
+    wh.write_many({"clip_embeddings": pa.table({**common, "dim": [dim] * n,
+                                                "image_embedding": scored["clip_image_embedding"],
+                                                "text_embedding": scored["clip_text_embedding"]}),
+                   "clip_scores": pa.table({**common, "score": scored["clip_score"]})})
     return n
 
 

@@ -77,8 +77,8 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
                          "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": sum(sizes.values()),
-                         "manifest_uri": str(manifest), "shards_uri": shards_uri, "run_id": run_id,
-                         "created_at": utcnow()}, run_id)
+                         "manifest_uri": wh.relative(manifest), "shards_uri": wh.relative(shards_uri) if pattern else "",
+                         "run_id": run_id, "created_at": utcnow()}, run_id)
     return {"dataset_id": dataset_id, "name": name, "version": version, "n_samples": sum(sizes.values()),
             "shards_uri": shards_uri, "manifest_uri": str(manifest), "out_dir": str(out)}
 

@@ -15,7 +15,7 @@ def _pins() -> dict[str, str]:
     deps = list(project["dependencies"]) + [d for extra in project["optional-dependencies"].values() for d in extra]
     pins = {}
     for dep in deps:
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^;\s]+)", dep.strip())
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[a-z,]+\])?==([^;\s]+)", dep.strip())
         assert m, f"every dependency is pinned with ==: {dep}"
         pins[m.group(1).lower().replace("_", "-")] = m.group(2)
     return pins

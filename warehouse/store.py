@@ -1,23 +1,23 @@
-"""The Warehouse facade: Parquet files on disk, a DuckDB catalog and query engine over them."""
+"""The Warehouse facade over a DuckLake lake: keyed, atomic writes; pipeline reads; confined user SQL."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from warehouse.catalog import Catalog, catalog_for, connect, retrying, write_lock
+from warehouse.guard import QueryError, ReadOnlyError, check_user_query
+
 _SQL_DIR = Path(__file__).parent
-DB_NAME = "warehouse.duckdb"
+SCHEMA_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -39,174 +39,151 @@ TABLES: dict[str, TableSpec] = {
     "datasets": TableSpec(("dataset_id",), "last"),
     "models": TableSpec(("model_id",), "last"),
     "evals": TableSpec(("model_id", "metric", "split", "run_id"), "last"),
+    "train_steps": TableSpec(("model_id", "step", "metric"), "first"),
 }
+VIEWS = ("outcomes", "run_summary")
 
-# Statement types a user query may run: reads only.
-_READ_TYPES = {"SELECT", "EXPLAIN"}
-
-_thread_lock = threading.RLock()
-
-
-class ReadOnlyError(ValueError):
-    """A user query tried to write."""
-
-
-class QueryError(ValueError):
-    """DuckDB rejected a query; the message is DuckDB's own."""
+_connections: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_columns: dict[tuple, list[tuple[str, str]]] = {}
+_open_lock = threading.Lock()
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 class Warehouse:
-    """DuckDB catalog over hive-partitioned Parquet under `home` (tables/<name>/run_id=<id>/)."""
+    """The mmpipe warehouse under `home` (DuckLake: <home>/lake/catalog.sqlite or PostgreSQL + lake/data)."""
 
-    def __init__(self, home: str | os.PathLike, create: bool = True):
+    def __init__(self, home: str | os.PathLike, create: bool = True, catalog: str | None = None):
         self.home = Path(home).resolve()
-        self.db_path = self.home / DB_NAME
-        if not create and not self.db_path.exists():
-            raise FileNotFoundError(f"no warehouse at {self.home}: run `mmpipe demo` or `mmpipe ingest` first")
-        self.home.mkdir(parents=True, exist_ok=True)
-        with self._writer() as con:
-            con.execute((_SQL_DIR / "schema.sql").read_text())
-            stored = con.execute("SELECT value FROM _meta WHERE key = 'home'").fetchone()
-            if stored is None or stored[0] != str(self.home):
-                con.execute("INSERT OR REPLACE INTO _meta VALUES ('home', ?)", [str(self.home)])
-                self._rebuild_views(con)
-            elif not self._views_exist(con):
-                self._rebuild_views(con)
+        if self.home.exists() and not self.home.is_dir():
+            raise NotADirectoryError(f"the mmpipe home {self.home} is a file, not a folder")
+        self.catalog: Catalog = catalog_for(self.home, catalog)
+        if not self.catalog.exists():
+            if not create:
+                raise FileNotFoundError(f"no warehouse at {self.home}: run `mmpipe demo` or `mmpipe ingest` first")
+            self.catalog.data_path.mkdir(parents=True, exist_ok=True)
+        self._con = self._connection()
+        if not self.catalog.exists():
+            (self.catalog.lake / "catalog.json").write_text(json.dumps(
+                {"kind": self.catalog.kind, "dsn": self.catalog.dsn}, indent=1))
 
     # ---- connections -------------------------------------------------------------------
-    @contextmanager
-    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection held under a process and thread lock."""
-        with _thread_lock, open(self.home / ".lock", "a") as lockf:
-            fcntl.flock(lockf, fcntl.LOCK_EX)
-            con = duckdb.connect(str(self.db_path))
-            try:
-                yield con
-            finally:
-                con.close()
-                fcntl.flock(lockf, fcntl.LOCK_UN)
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """One DuckDB per process and catalog (reads and writes use cursors of it)."""
+        key = (os.getpid(), str(self.home), self.catalog.kind, self.catalog.dsn)
+        with _open_lock:
+            if key not in _connections:
+                with write_lock(self.catalog):  # creating the catalog and its tables is one writer's job
+                    con = retrying(lambda: connect(self.catalog))
+                    self._ensure_schema(con)
+                _connections[key] = con
+            return _connections[key]
 
-    @contextmanager
-    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection; waits while a writer holds the file."""
-        with _thread_lock, open(self.home / ".lock", "a") as lockf:
-            fcntl.flock(lockf, fcntl.LOCK_SH)
-            con = duckdb.connect(str(self.db_path), read_only=True)
-            try:
-                yield con
-            finally:
-                con.close()
-                fcntl.flock(lockf, fcntl.LOCK_UN)
-
-    # ---- views -------------------------------------------------------------------------
-    def _views_exist(self, con: duckdb.DuckDBPyConnection) -> bool:
-        names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        return set(TABLES) | {"outcomes", "run_summary"} <= names
-
-    def _rebuild_views(self, con: duckdb.DuckDBPyConnection, only: str | None = None) -> None:
-        for name, spec in TABLES.items():
-            if only is None or only == name:
-                con.execute(self._view_sql(con, name, spec))
-        con.execute((_SQL_DIR / "views.sql").read_text())
-
-    def _view_sql(self, con: duckdb.DuckDBPyConnection, name: str, spec: TableSpec) -> str:
-        files = [r[0] for r in con.execute(
-            "SELECT path FROM _files WHERE table_name = ? ORDER BY written_at, path", [name]).fetchall()]
-        cols = ", ".join(_q(c) for c in self.columns(con, name))
-        if not files:
-            return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {cols} FROM _schema_{name}"
-        paths = "[" + ", ".join(_lit(str(self.home / p)) for p in files) + "]"
-        order = "ASC" if spec.keep == "first" else "DESC"
-        part = ", ".join(_q(k) for k in spec.key)
-        return (
-            f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {cols} FROM ("
-            f"SELECT * FROM _schema_{name} UNION ALL BY NAME "
-            f"SELECT * FROM read_parquet({paths}, hive_partitioning = false, union_by_name = true)) "
-            f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY _written_at {order}) = 1"
-        )
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self._con.cursor()
+        cur.execute("USE lake")
+        return cur
 
     @staticmethod
-    def columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
-        """Column names of a table, in schema order."""
-        rows = con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
-            [f"_schema_{name}"]).fetchall()
-        return [r[0] for r in rows]
+    def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE SCHEMA IF NOT EXISTS mmpipe_internal")
+        con.execute("CREATE TABLE IF NOT EXISTS mmpipe_internal.meta (key VARCHAR, value VARCHAR)")
+        row = con.execute("SELECT value FROM mmpipe_internal.meta WHERE key = 'schema_version'").fetchone()
+        if row and row[0] == SCHEMA_VERSION:
+            return
+        con.execute("BEGIN")
+        for name in ("schema.sql", "views.sql"):
+            for statement in con.extract_statements((_SQL_DIR / name).read_text()):
+                con.execute(statement.query)
+        con.execute("DELETE FROM mmpipe_internal.meta WHERE key = 'schema_version'")
+        con.execute("INSERT INTO mmpipe_internal.meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+        con.execute("COMMIT")
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        """(name, type) of a table's columns, in order."""
+        key = (str(self.home), table)
+        if key not in _columns:
+            rows = self._cursor().execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' "
+                "AND schema_name = 'main' AND table_name = ? ORDER BY column_index", [table]).fetchall()
+            _columns[key] = [(r[0], r[1]) for r in rows]
+        return _columns[key]
 
     # ---- writes ------------------------------------------------------------------------
     def write(self, table: str, data: pa.Table, run_id: str | None = None) -> int:
-        """Append rows atomically and idempotently; returns how many new rows were committed.
+        """Add rows atomically and idempotently; returns how many rows were new (or replaced)."""
+        return self.write_many({table: data}).get(table, 0)
 
-        Rows are cast to the table's schema, deduped on its key (within `data` and, for
-        first-wins tables, against what is stored), written to a temp file, renamed into
-        tables/<table>/run_id=<run_id>/, then registered; a failure at any step leaves
-        nothing visible.
+    def write_many(self, tables: dict[str, pa.Table], message: dict | None = None) -> dict[str, int]:
+        """Write to several tables in ONE transaction: all rows become visible together or none do.
+
+        Rows are cast to each table's schema and deduped on its key, within the data and against
+        what is stored (first-wins tables keep the stored row; last-wins tables replace it).
+        `message` is recorded as the snapshot's commit info (time travel finds it).
         """
+        prepared = [(t, self._prepare(t, d)) for t, d in tables.items() if d.num_rows]
+        if not prepared:
+            return {}
+
+        def commit() -> dict[str, int]:
+            cur = self._cursor()
+            counts: dict[str, int] = {}
+            try:
+                cur.execute("BEGIN")
+                for table, data in prepared:
+                    counts[table] = self._merge(cur, table, data)
+                if message is not None:
+                    cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
+                                [message.get("message", ""), json.dumps(message, default=str)])
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                cur.close()
+            return counts
+
+        with write_lock(self.catalog):
+            return retrying(commit)
+
+    def _prepare(self, table: str, data: pa.Table) -> pa.Table:
         if table not in TABLES:
             raise KeyError(f"unknown warehouse table {table!r}; tables: {sorted(TABLES)}")
-        if data.num_rows == 0:
-            return 0
-        spec = TABLES[table]
-        with self._writer() as con:
-            cols = con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
-                [f"_schema_{table}"]).fetchall()
-            names = {c for c, _ in cols}
-            unknown = [c for c in data.column_names if c not in names]
-            if unknown:
-                raise ValueError(f"table {table!r} has no columns {unknown}")
-            missing_key = [k for k in spec.key if k not in data.column_names]
-            if missing_key:
-                raise ValueError(f"rows for {table!r} lack key columns {missing_key}")
-            data = data.append_column("_ord", pa.array(range(data.num_rows), pa.int64()))
-            con.register("_incoming", data)
-            select = ", ".join(
-                f"CAST({_q(c) if c in data.column_names else 'NULL'} AS {t}) AS {_q(c)}" for c, t in cols)
-            part = ", ".join(_q(k) for k in spec.key)
-            where = ""
-            if spec.keep == "first":
-                on = " AND ".join(f"s.{_q(k)} IS NOT DISTINCT FROM i.{_q(k)}" for k in spec.key)
-                where = f"WHERE NOT EXISTS (SELECT 1 FROM {_q(table)} s WHERE {on})"
-            query = (
-                f"SELECT {select}, now()::TIMESTAMP AS _written_at FROM _incoming i {where} "
-                f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY i._ord) = 1"
-            )
-            rel_dir = Path("tables") / table / f"run_id={run_id or 'none'}"
-            (self.home / rel_dir).mkdir(parents=True, exist_ok=True)
-            final = rel_dir / f"part-{uuid.uuid4().hex}.parquet"
-            tmp = self.home / f"{final}.tmp"
-            try:
-                con.execute(f"CREATE TEMP TABLE _new AS {query}")
-                n = con.execute("SELECT count(*) FROM _new").fetchone()[0]
-                if n == 0:
-                    return 0
-                con.execute(f"COPY _new TO {_lit(str(tmp))} (FORMAT parquet)")
-                os.replace(tmp, self.home / final)
-                try:
-                    con.execute("BEGIN")
-                    con.execute("INSERT INTO _files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                                [table, str(final), run_id, n])
-                    con.execute(self._view_sql(con, table, spec))
-                    con.execute("COMMIT")
-                except Exception:
-                    con.execute("ROLLBACK")
-                    (self.home / final).unlink(missing_ok=True)
-                    raise
-            finally:
-                tmp.unlink(missing_ok=True)
-            return int(n)
+        names = {c for c, _ in self.columns(table)}
+        unknown = [c for c in data.column_names if c not in names]
+        if unknown:
+            raise ValueError(f"table {table!r} has no columns {unknown}")
+        missing = [k for k in TABLES[table].key if k not in data.column_names]
+        if missing:
+            raise ValueError(f"rows for {table!r} lack key columns {missing}")
+        return data
+
+    def _merge(self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> int:
+        spec, cols = TABLES[table], self.columns(table)
+        cur.register("_incoming", data.append_column("_ord", pa.array(range(data.num_rows), pa.int64())))
+        select = ", ".join(f"CAST({_q(c) if c in data.column_names else 'NULL'} AS {t}) AS {_q(c)}" for c, t in cols)
+        part = ", ".join(_q(k) for k in spec.key)
+        order = "ASC" if spec.keep == "first" else "DESC"
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _in AS SELECT {select} FROM _incoming "
+                    f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY _ord {order}) = 1")
+        cur.unregister("_incoming")
+        on = " AND ".join(f"t.{_q(k)} IS NOT DISTINCT FROM s.{_q(k)}" for k in spec.key)
+        when = "WHEN NOT MATCHED THEN INSERT *"
+        if spec.keep == "last":
+            when = "WHEN MATCHED THEN UPDATE SET * " + when
+        got = cur.execute(f"MERGE INTO lake.main.{_q(table)} t USING temp.main._in s ON ({on}) {when}").fetchone()
+        return int(got[0]) if got else 0
 
     def register_dataset(self, row: dict[str, Any], run_id: str | None = None) -> None:
-        """Record a curated dataset version (one row of `datasets`)."""
-        self.write("datasets", _row_table(row), run_id)
+        """Record a dataset version (one row of `datasets`); its snapshot is the dataset's version in time."""
+        self.write_many({"datasets": _row_table(row)},
+                        {"message": f"dataset {row['name']}@{row['version']}", "dataset": row["name"],
+                         "version": row["version"], "run_id": row.get("run_id")})
 
     def register_model(self, row: dict[str, Any], run_id: str | None = None) -> None:
         """Record a trained model (one row of `models`)."""
@@ -233,41 +210,63 @@ class Warehouse:
             "finished_at": now if status != "running" else None,
             "warnings": json.dumps(warnings) if warnings is not None else old.get("warnings"),
         }
-        self.write("runs", _row_table(row), run_id)
+        self.write_many({"runs": _row_table(row)}, {"message": f"run {run_id} {status}", "run_id": run_id,
+                                                     "status": status})
 
     # ---- reads -------------------------------------------------------------------------
     def sql(self, query: str, params: list | None = None) -> pa.Table:
-        """Run a query for the pipeline itself and return Arrow."""
-        with self._writer() as con:
-            return con.execute(query, params or []).to_arrow_table()
+        """Run a query for the pipeline itself (it sees the latest committed snapshot) and return Arrow."""
+        cur = self._cursor()
+        try:
+            return cur.execute(query, params or []).to_arrow_table()
+        finally:
+            cur.close()
 
-    def query_readonly(self, query: str, params: list | None = None) -> pa.Table:
-        """Run a user's query on a read-only connection; writes raise ReadOnlyError."""
-        with self._reader() as con:
-            try:
-                return self._run_readonly(con, query, params)
-            except duckdb.Error as e:
-                raise QueryError(str(e)) from None
+    def snapshot_of(self, dataset: str | None = None, version: str | None = None, run_id: str | None = None) -> int:
+        """The snapshot that registered a dataset version, or that closed a run."""
+        if dataset:
+            where = ("json_extract_string(commit_extra_info, '$.dataset') = ? "
+                     "AND json_extract_string(commit_extra_info, '$.version') = ?")
+            args = [dataset, version]
+        else:
+            where = ("json_extract_string(commit_extra_info, '$.run_id') = ? "
+                     "AND json_extract_string(commit_extra_info, '$.status') <> 'running'")
+            args = [run_id]
+        rows = self.sql(f"SELECT max(snapshot_id) AS s FROM lake.snapshots() WHERE {where}", args).to_pylist()
+        if not rows or rows[0]["s"] is None:
+            what = f"dataset {dataset}@{version}" if dataset else f"run {run_id}"
+            raise LookupError(f"no snapshot of {what} in this warehouse")
+        return int(rows[0]["s"])
 
-    @staticmethod
-    def _run_readonly(con: duckdb.DuckDBPyConnection, query: str, params: list | None) -> pa.Table:
-        statements = con.extract_statements(query)
-        if not statements:
-            raise QueryError("empty query")
-        for st in statements:
-            kind = st.type.name
-            if kind not in _READ_TYPES:
-                raise ReadOnlyError(
-                    f"refused: `mmpipe sql` runs read-only queries (SELECT, WITH, DESCRIBE, EXPLAIN); "
-                    f"got a {kind} statement. The warehouse is changed by flows only.")
-        for st in statements[:-1]:
-            con.execute(st.query)
-        return con.execute(statements[-1].query, params or []).to_arrow_table()
+    def query_readonly(self, query: str, params: list | None = None, snapshot: int | None = None) -> pa.Table:
+        """Run a user's query: one SELECT-like statement, on a read-only attach (optionally at a snapshot)
+        whose external access is confined to the lake's own data files."""
+        con = connect(self.catalog, read_only=True, snapshot=snapshot)
+        try:
+            con.execute(f"SET allowed_directories = ['{str(self.catalog.data_path).replace(chr(39), '')}/']")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            statement = check_user_query(con, query)
+            return con.execute(statement, params or []).to_arrow_table()
+        except duckdb.Error as e:
+            raise QueryError(str(e).strip()) from None
+        finally:
+            con.close()
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of every user-facing table."""
-        with self._reader() as con:
-            return {t: con.execute(f"SELECT count(*) FROM {_q(t)}").fetchone()[0] for t in TABLES}
+        return {t: self.sql(f"SELECT count(*) AS n FROM {_q(t)}").column("n")[0].as_py() for t in TABLES}
+
+    def resolve(self, uri: str | None) -> str | None:
+        """A path the warehouse stores relative to the home, as an absolute path (URLs and absolute paths as they are)."""
+        if not uri or "://" in uri or os.path.isabs(uri):
+            return uri
+        return str(self.home / uri)
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """A path under the home as stored in the warehouse (relative, so the home can move)."""
+        p = Path(path).resolve()
+        return str(p.relative_to(self.home)) if p.is_relative_to(self.home) else str(p)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -282,3 +281,5 @@ def utcnow() -> datetime:
     """Naive UTC now, as stored in TIMESTAMP columns."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
+
+__all__ = ["TABLES", "VIEWS", "QueryError", "ReadOnlyError", "Warehouse", "utcnow"]

@@ -1,0 +1,158 @@
+"""Where the warehouse lives and how DuckDB attaches it: a DuckLake lake (Parquet data files + a catalog).
+
+The catalog is SQLite in WAL mode under the home (one machine, many processes) or PostgreSQL (many
+machines). The data path is always `<home>/lake/data/` and is given again at every attach
+(OVERRIDE_DATA_PATH), so a home can be moved, copied or mounted elsewhere. DuckDB's file catalog is
+not used: a second process cannot even open it read-only while a writer holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import util as importlib_util
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+LAKE_DIR = "lake"
+CATALOG_FILE = "catalog.sqlite"
+CONFIG_FILE = "catalog.json"
+ALIAS = "lake"
+_EXTENSIONS = {"ducklake": "duckdb_extension_ducklake", "sqlite_scanner": "duckdb_extension_sqlite_scanner",
+               "postgres_scanner": "duckdb_extension_postgres_scanner"}
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def extension_path(name: str) -> str | None:
+    """The extension file a registry package installed for this DuckDB version, or None."""
+    spec = importlib_util.find_spec(_EXTENSIONS[name])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}" / \
+        f"{name}.duckdb_extension"
+    return str(path) if path.is_file() else None
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """LOAD from the installed package (offline); without one, DuckDB's own INSTALL/LOAD."""
+    path = extension_path(name)
+    if path:
+        con.execute(f"LOAD {_q(path)}")
+    else:
+        con.execute(f"INSTALL {name}")
+        con.execute(f"LOAD {name}")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A home's lake: its data folder and its catalog (sqlite file, or a PostgreSQL libpq DSN)."""
+
+    home: Path
+    kind: str = "sqlite"
+    dsn: str = ""
+
+    @property
+    def lake(self) -> Path:
+        return self.home / LAKE_DIR
+
+    @property
+    def data_path(self) -> Path:
+        return self.lake / "data"
+
+    @property
+    def uri(self) -> str:
+        if self.kind == "postgres":
+            return f"ducklake:postgres:{self.dsn}"
+        return f"ducklake:sqlite:{self.lake / CATALOG_FILE}"
+
+    @property
+    def scanner(self) -> str:
+        return "postgres_scanner" if self.kind == "postgres" else "sqlite_scanner"
+
+    def exists(self) -> bool:
+        return (self.lake / CONFIG_FILE).is_file()
+
+    def attach_sql(self, alias: str = ALIAS, read_only: bool = False, snapshot: int | None = None) -> str:
+        opts = [f"DATA_PATH {_q(str(self.data_path) + os.sep)}", "OVERRIDE_DATA_PATH true"]
+        if self.kind == "sqlite":
+            opts += ["META_JOURNAL_MODE 'WAL'", "META_BUSY_TIMEOUT 30000"]
+        if snapshot is not None:
+            opts.append(f"SNAPSHOT_VERSION {int(snapshot)}")
+        if read_only or snapshot is not None:
+            opts.append("READ_ONLY")
+        return f"ATTACH {_q(self.uri)} AS {alias} ({', '.join(opts)})"
+
+
+def catalog_for(home: Path, spec: str | None = None) -> Catalog:
+    """The home's catalog: what it was created with (lake/catalog.json), else `spec` or $MMPIPE_CATALOG
+    (`sqlite`, or `postgres:<libpq dsn>`), else sqlite."""
+    config = home / LAKE_DIR / CONFIG_FILE
+    if config.is_file():
+        stored = json.loads(config.read_text())
+        return Catalog(home, stored.get("kind", "sqlite"), os.environ.get("MMPIPE_CATALOG_DSN", stored.get("dsn", "")))
+    spec = spec or os.environ.get("MMPIPE_CATALOG") or "sqlite"
+    if spec.startswith("postgres:"):
+        return Catalog(home, "postgres", spec[len("postgres:"):])
+    if spec != "sqlite":
+        raise ValueError(f"unknown catalog {spec!r}: use sqlite or postgres:<libpq dsn>")
+    return Catalog(home)
+
+
+def connect(catalog: Catalog, read_only: bool = False, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `lake` (and selected with USE)."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    load_extension(con, "ducklake")
+    load_extension(con, catalog.scanner)
+    con.execute(catalog.attach_sql(read_only=read_only, snapshot=snapshot))
+    con.execute(f"USE {ALIAS}")
+    return con
+
+
+_thread_lock = threading.RLock()
+
+
+@contextmanager
+def write_lock(catalog: Catalog) -> Iterator[None]:
+    """Serialise commits that dedupe on a key (DuckLake does not see MERGE read sets conflict):
+    a file lock for the sqlite catalog, a PostgreSQL advisory lock (any machine) for postgres."""
+    with _thread_lock:
+        if catalog.kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(catalog.dsn, autocommit=True) as pg:
+                pg.execute("SELECT pg_advisory_lock(hashtext('mmpipe.warehouse'))")
+                try:
+                    yield
+                finally:
+                    pg.execute("SELECT pg_advisory_unlock(hashtext('mmpipe.warehouse'))")
+            return
+        with open(catalog.lake / ".write.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_RETRYABLE = ("database is locked", "conflict", "Failed to flush changes", "Failed to commit")
+
+
+def retrying(fn, attempts: int = 8):
+    """Run `fn()`, retrying a whole transaction that lost a race with another writer."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except duckdb.Error as e:
+            if attempt == attempts - 1 or not any(s in str(e) for s in _RETRYABLE):
+                raise
+            time.sleep(0.05 * 2 ** attempt)
