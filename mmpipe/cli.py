@@ -1,255 +1,49 @@
-"""The `mmpipe` command line: the one module of the library that reaches up into flows and warehouse."""
+"""The `mmpipe` command line: the one module of the library that reaches up into flows and warehouse.
+
+Commands live in cli_query (read and keep the warehouse; never start Prefect) and cli_curate
+(run flows); this module assembles them and holds the global options.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_output import print_dataset, print_outcomes, print_table, print_warnings, print_wer, write_result
-from mmpipe.home import configure_prefect, resolve_home
-from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, WHISPER_MODEL
+from mmpipe import cli_curate, cli_query
+from mmpipe.cli_common import OPTIONS, version
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="mmpipe: curate multimodal datasets with Prefect flows; query every decision with SQL.")
-
-HomeOpt = Annotated[Optional[Path], typer.Option(
-    "--home", envvar="MMPIPE_HOME", help="Warehouse folder (default ./mmpipe-data).", show_default=False)]
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  help="mmpipe: curate multimodal datasets with Prefect flows, train on them, and query every "
+                       "decision with SQL.")
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=1)
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmpipe {version()}")
+        raise typer.Exit()
 
 
-def _warehouse(home: Optional[Path]):
-    from warehouse import Warehouse
-
-    try:
-        return Warehouse(resolve_home(home), create=False)
-    except FileNotFoundError as e:
-        _fail(str(e))
-
-
-def _flows(home: Optional[Path]):
-    configure_prefect(home)
-    import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
-
-
-@app.command()
-def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query (SELECT, WITH, DESCRIBE, EXPLAIN).")],
-        format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet")] = "table",
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result here.")] = None,
-        max_rows: Annotated[int, typer.Option(help="Rows to print in table format.")] = 100,
-        home: HomeOpt = None) -> None:
-    """Query the warehouse with SQL (read-only). Tables: runs, samples, decisions, outcomes, ..."""
-    from warehouse import QueryError, ReadOnlyError
-
-    if format not in ("table", "csv", "json", "parquet"):
-        _fail(f"unknown --format {format!r}; use table, csv, json or parquet")
-    wh = _warehouse(home)
-    try:
-        result = wh.query_readonly(query)
-    except (ReadOnlyError, QueryError) as e:
-        _fail(str(e))
-    if format == "table" and output is None:
-        print_table(result, max_rows)
-    else:
-        write_result(result, "csv" if format == "table" else format, output)
+@app.callback()
+def main(home: Annotated[Optional[Path], typer.Option("--home", help="Warehouse folder for every command "
+                                                                      "(default $MMPIPE_HOME or ./mmpipe-data).")] = None,
+         debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task-state log lines.")] = False,
+         show_version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                                    help="Print the version and exit.")] = False) -> None:
+    """mmpipe: curate multimodal datasets with Prefect flows, train on them, and query every decision with SQL."""
+    OPTIONS.update(debug=debug, verbose=verbose)
+    if home is not None:
+        os.environ["MMPIPE_HOME"] = str(home)  # a command's own --home still wins
 
 
-@app.command()
-def tables(home: HomeOpt = None) -> None:
-    """List the warehouse tables with their row counts."""
-    import pyarrow as pa
-
-    from mmpipe.schema import DROP_REASONS
-
-    counts = _warehouse(home).table_counts()
-    print_table(pa.table({"table": list(counts), "rows": list(counts.values())}))
-    typer.echo("\ndrop_reason values (decisions, outcomes); ids and thresholds are in the `detail` column:")
-    for reason, meaning in DROP_REASONS.items():
-        typer.echo(f"  {reason:<20} {meaning}")
-
-
-@app.command()
-def runs(limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20, home: HomeOpt = None) -> None:
-    """Recent runs with their status and counts (ingested = kept + dropped)."""
-    from warehouse.queries import recent_runs
-
-    print_table(recent_runs(_warehouse(home), limit))
-
-
-@app.command()
-def ingest(folder: Annotated[Path, typer.Argument(help="Folder of images with captions (.txt sidecars or captions.jsonl/.csv).")],
-           name: Annotated[str, typer.Option("--name", help="Name of this source in the warehouse.")],
-           batch_size: Annotated[int, typer.Option(help="Samples per Prefect task.")] = 256,
-           max_pixels: Annotated[int, typer.Option(help="Larger images are dropped as decompression bombs.")] = 89_478_485,
-           home: HomeOpt = None) -> None:
-    """Ingest a folder of captioned images: decode, validate, record every sample and decision."""
-    if not folder.is_dir():
-        _fail(f"not a folder: {folder}")
-    _flows(home)
-    from flows.ingest import ingest_flow
-    from mmpipe.sources.folder import ManifestError
-
-    try:
-        result = ingest_flow(str(folder), name, home=str(resolve_home(home)), batch_size=batch_size,
-                             max_pixels=max_pixels)
-    except ManifestError as e:
-        _fail(str(e))
-    print_outcomes(result)
-
-
-@app.command()
-def curate(
-    source: Annotated[str, typer.Argument(help="Folder, WebDataset shards (shard-{000000..000009}.tar), a .parquet/.csv/"
-                                               ".jsonl of paths or URLs, or a datasets save_to_disk folder.")],
-    name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
-    kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf (detected when omitted).")] = None,
-    url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or image bytes).")] = None,
-    caption_col: Annotated[Optional[str], typer.Option(help="Table column with captions.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split of a DatasetDict on disk.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Rows per shard for folders and tables.")] = 512,
-    min_caption_words: int = 2, min_caption_chars: int = 5,
-    min_side: Annotated[int, typer.Option(help="Drop images whose shorter side is smaller.")] = 200,
-    max_aspect_ratio: float = 3.0,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Drop images with more pixels.")] = None,
-    exact_dedup: Annotated[bool, typer.Option(help="Drop later copies of the same image bytes.")] = True,
-    dedup_hamming: Annotated[int, typer.Option(help="Near-dup radius in pHash bits; -1 turns it off.")] = 4,
-    clip_model: Annotated[str, typer.Option(help="open_clip model name, hf-hub:/local-dir: id, or none.")] = CLIP_MODEL,
-    clip_pretrained: Annotated[Optional[str], typer.Option(help="Pretrained tag or checkpoint path.")] = CLIP_PRETRAINED,
-    min_clip_score: Annotated[Optional[float], typer.Option(help="Keep pairs scoring at least this.")] = None,
-    keep_fraction: Annotated[Optional[float], typer.Option(help="Keep this top fraction (default 0.3).")] = None,
-    clip_batch_size: int = 128, clip_workers: int = 2,
-    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
-    allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
-                                                              "(default: the table's own folder); repeatable.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the shards (default <home>/datasets/NAME/vN).")] = None,
-    home: HomeOpt = None,
-) -> None:
-    """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
-    if min_clip_score is not None and keep_fraction is not None:
-        _fail("give --min-clip-score or --keep-fraction, not both")
-    _flows(home)
-    from flows.curate import curate_flow
-    from mmpipe.models.clip import ClipWeightsUnavailable
-
-    try:
-        result = curate_flow(source, name, home=str(resolve_home(home)), kind=kind, url_col=url_col,
-                             caption_col=caption_col, split=split, shard_size=shard_size,
-                             min_caption_words=min_caption_words, min_caption_chars=min_caption_chars,
-                             min_side=min_side, max_aspect_ratio=max_aspect_ratio, max_pixels=max_pixels,
-                             exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
-                             clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
-                             keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
-                             device=device, allowed_roots=allow_root, out=str(out) if out else None)
-    except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    print_outcomes(result)
-    print_dataset(result["dataset"])
-    print_warnings(result)
-
-
-@app.command()
-def transcribe(
-    source: Annotated[str, typer.Argument(help="Folder of audio (+ .txt references), WebDataset shards, a table of "
-                                               "paths/URLs, or a datasets save_to_disk folder with an Audio column.")],
-    name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
-    whisper_model: Annotated[str, typer.Option(help="Size name (tiny.en ... large-v3, distil-large-v3) or a local "
-                                                    "CTranslate2 folder.")] = WHISPER_MODEL,
-    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help="float16, int8_float16, int8 (default: float16 on "
-                                                             "cuda, int8 on cpu).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Speech chunks per batch, pooled across files.")] = 16,
-    beam_size: int = 5,
-    task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
-    language: Annotated[Optional[str], typer.Option(help="Language code; detected per clip when omitted.")] = None,
-    vad: Annotated[bool, typer.Option(help="Silero VAD before decoding.")] = True,
-    short_windows: Annotated[bool, typer.Option(help="Encode short clips in short windows (faster; "
-                                                     "--no-short-windows pads to Whisper's 30 s).")] = True,
-    kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf.")] = None,
-    url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or audio bytes).")] = None,
-    text_col: Annotated[Optional[str], typer.Option(help="Table column with reference transcripts.")] = None,
-    split: Optional[str] = None, shard_size: int = 64,
-    min_duration_s: float = 0.3, max_duration_s: float = 600.0,
-    allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
-                                                              "(default: the table's own folder); repeatable.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the shards.")] = None,
-    home: HomeOpt = None,
-) -> None:
-    """Transcribe audio with faster-whisper: decode, transcribe, quality-filter, WER, audio-text shards out."""
-    if task not in ("transcribe", "translate"):
-        _fail("--task is transcribe or translate")
-    _flows(home)
-    from flows.transcribe import transcribe_flow
-    from mmpipe.models.whisper import WhisperUnavailable
-
-    try:
-        result = transcribe_flow(source, name, home=str(resolve_home(home)), kind=kind, url_col=url_col,
-                                 text_col=text_col, split=split, shard_size=shard_size, whisper_model=whisper_model,
-                                 device=device, compute_type=compute_type, batch_size=batch_size, beam_size=beam_size,
-                                 task=task, language=language, vad=vad, short_windows=short_windows,
-                                 min_duration_s=min_duration_s,
-                                 max_duration_s=max_duration_s, allowed_roots=allow_root,
-                                 out=str(out) if out else None)
-    except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    print_outcomes(result)
-    print_wer(result)
-    print_dataset(result["dataset"])
-    print_warnings(result)
-
-
-@app.command()
-def demo(home: HomeOpt = None,
-         train_steps: Annotated[int, typer.Option(help="Steps to train the demo's CLIP filter.")] = 300) -> None:
-    """Run the pipeline on embedded demo data and show how to look at what it made."""
-    root = resolve_home(home)
-    _flows(home)
-    from flows.demo import demo_flow
-    from warehouse import examples
-
-    result = demo_flow(home=str(root), train_steps=train_steps)
-    typer.echo("\n== photos (ingest flow) ==")
-    print_outcomes(result["ingest"])
-    typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
-    filt = result["filter"]
-    typer.echo(f"filter: {filt['model_name']} trained on the trusted seed split -> {filt['checkpoint']}")
-    typer.echo(f"        threshold calibrated on held-out trusted pairs: min CLIP score {filt['min_score']:.4f}")
-    print_outcomes(result["curate"])
-    print_dataset(result["curate"]["dataset"])
-    rep = result["report"]
-    c, d = rep["clip_filter"], rep["dedup"]
-    typer.echo(f"\nCLIP filter vs the known mismatched captions: precision {c['precision']:.3f}, "
-               f"recall {c['recall']:.3f} ({c['true_positives']} of {c['bad']} caught, {c['dropped']} dropped, "
-               f"{c['evaluated']} scored)")
-    typer.echo(f"dedup vs the known copies: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
-    typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
-               "planted bad samples dropped with the expected reason")
-    typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
-    print_outcomes(result["speech"])
-    print_wer(result["speech"])
-    print_dataset(result["speech"]["dataset"])
-    shards = result["curate"]["dataset"]["shards_uri"]
-    typer.echo(f"""
-What it made (under {root}):
-  demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
-  datasets/demo-speech/           audio-text shards (key.flac, key.txt, key.json) + manifest.parquet
-  warehouse.duckdb + tables/      every sample and decision (DuckDB catalog over Parquet)
-  models/demo-filter/             the bootstrapped CLIP filter (safetensors)
-  datasets/demo-shapes/           curated WebDataset shards, sizes.json, manifest.parquet
-
-Look at it:
-  .venv/bin/mmpipe runs --home {root}
-  .venv/bin/mmpipe sql "{examples.DROP_REASONS}" --home {root}
-  .venv/bin/mmpipe sql "{examples.DROPPED_FILES}" --home {root}
-  .venv/bin/mmpipe sql "{examples.DATASETS}" --home {root}
-  .venv/bin/mmpipe sql "{examples.TRANSCRIPTS}" --home {root}
-Train on the curated shards with open_clip:
-  python -m open_clip_train.main --dataset-type webdataset --train-data '{shards}' --train-num-samples {result['curate']['dataset']['n_samples']} ...
-""")
+for module, names in ((cli_query, ("sql", "tables", "runs", "datasets")),
+                      (cli_curate, ("ingest", "curate", "transcribe", "demo"))):
+    for name in names:
+        app.command(name)(getattr(module, name))
+app.add_typer(cli_query.warehouse_app, name="warehouse")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,16 @@ from typing import Optional
 import typer
 
 
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
 def print_table(table, max_rows: int = 100) -> None:
-    """Print an Arrow table as a terminal table, at most `max_rows` rows."""
+    """Print an Arrow table as a terminal table, at most `max_rows` rows (binary shown as its size)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -20,9 +28,9 @@ def print_table(table, max_rows: int = 100) -> None:
     for name in table.column_names:
         out.add_column(name, overflow="fold")
     for row in table.slice(0, max_rows).to_pylist():
-        out.add_row(*["" if v is None else str(v) for v in row.values()])
+        out.add_row(*[_cell(v) for v in row.values()])
     rows = table.slice(0, max_rows).to_pylist()
-    widest = [max([len(str(c))] + [len(str(r[c])) for r in rows]) for c in table.column_names]
+    widest = [max([len(str(c))] + [len(_cell(r[c])) for r in rows]) for c in table.column_names]
     console = Console(width=min(250, max(Console().width, sum(widest) + 3 * len(widest) + 1)))
     console.print(out)
     shown = min(max_rows, table.num_rows)
@@ -31,30 +39,68 @@ def print_table(table, max_rows: int = 100) -> None:
                   + ")")
 
 
-def write_result(table, fmt: str, output: Optional[Path]) -> None:
-    """Write an Arrow table as csv, json (one object per line) or parquet."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 
+
+def _plain(table):
+    """JSON columns as nested values, binary as base64 text: what csv and json writers can hold."""
+    import base64
+
+    import pyarrow as pa
+
+    cols = {}
+    for field, col in zip(table.schema, table.columns):
+        values = col.to_pylist()
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            values = [None if v is None else base64.b64encode(v).decode() for v in values]
+        elif (field.metadata or {}).get(b"json"):
+            values = [None if v is None else json.loads(v) for v in values]
+        cols[field.name] = values
+    return cols
+
+
+def _rows(table) -> list[dict]:
+    cols = _plain(table)
+    return [dict(zip(cols, vals)) for vals in zip(*cols.values())] if cols else []
+
+
+def emit(table, fmt: str, output: Optional[Path], max_rows: int = 100) -> None:
+    """Show or write an Arrow table: a terminal table, csv, json (one array), jsonl or parquet."""
+    if fmt == "table" and output is None:
+        print_table(table, max_rows)
+        return
+    fmt = "csv" if fmt == "table" else fmt
     if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         if output is None:
-            raise typer.BadParameter("--format parquet needs --output PATH")
+            raise ValueError("--format parquet needs --output PATH")
         pq.write_table(table, output)
-    elif fmt == "csv":
-        if output is None:
-            buf = io.BytesIO()
-            pacsv.write_csv(table, buf)
-            sys.stdout.write(buf.getvalue().decode())
-        else:
-            pacsv.write_csv(table, output)
     else:
-        lines = "".join(json.dumps(r, default=str) + "\n" for r in table.to_pylist())
+        text = _serialize(table, fmt)
         if output is None:
-            sys.stdout.write(lines)
+            sys.stdout.write(text)
         else:
-            output.write_text(lines)
+            Path(output).write_text(text)
     if output is not None:
         typer.echo(f"wrote {table.num_rows} rows to {output}", err=True)
+
+
+def _serialize(table, fmt: str) -> str:
+    if fmt == "csv":
+        import csv
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+        writer.writerow(table.column_names)
+        for row in _rows(table):
+            writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else v
+                             for v in row.values()])
+        return buf.getvalue()
+    rows = _rows(table)
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    return json.dumps(rows, default=str, indent=1) + "\n"
 
 
 def print_outcomes(result: dict) -> None:

@@ -40,8 +40,10 @@ def test_sql_formats(ingested_home, tmp_path):
     home = ["--home", str(ingested_home)]
     q = "SELECT source_key, width FROM samples WHERE format = 'png' ORDER BY 1"
     out = runner.invoke(app, ["sql", q, "--format", "json", *home])
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    rows = json.loads(out.stdout)  # one JSON array
     assert out.exit_code == 0 and rows[0]["source_key"] == "chelsea.png"
+    out = runner.invoke(app, ["sql", q, "--format", "jsonl", *home])
+    assert [json.loads(line) for line in out.stdout.splitlines()] == rows
     out = runner.invoke(app, ["sql", q, "--format", "csv", *home])
     assert out.stdout.splitlines()[0] == '"source_key","width"'
     dest = tmp_path / "out.parquet"

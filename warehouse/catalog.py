@@ -156,3 +156,14 @@ def retrying(fn, attempts: int = 8):
             if attempt == attempts - 1 or not any(s in str(e) for s in _RETRYABLE):
                 raise
             time.sleep(0.05 * 2 ** attempt)
+
+
+def attach_script(catalog: Catalog) -> str:
+    """SQL that opens this lake read-only from a user's own DuckDB session (same DuckDB version)."""
+    lines = [f"-- DuckDB {duckdb.__version__}; paste into `duckdb` or run with duckdb.sql(...)"]
+    for name in ("ducklake", catalog.scanner):
+        path = extension_path(name)
+        lines.append(f"LOAD {_q(path)};" if path else f"INSTALL {name}; LOAD {name};")
+    lines += [catalog.attach_sql(read_only=True) + ";", "USE lake;",
+              "-- e.g. SELECT drop_reason, count(*) FROM outcomes GROUP BY 1;"]
+    return "\n".join(lines)

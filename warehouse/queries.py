@@ -181,3 +181,20 @@ def run_warnings(wh: Warehouse, run_id: str) -> list:
     """The warnings recorded on a run (e.g. shards that broke off)."""
     rows = wh.sql("SELECT warnings FROM runs WHERE run_id = ?", [run_id]).to_pylist()
     return json.loads(rows[0]["warnings"]) if rows and rows[0]["warnings"] else []
+
+
+def column_docs(wh: Warehouse):
+    """Every user-facing column with its type and what it means (Arrow)."""
+    return wh.query_readonly(
+        "SELECT table_name AS \"table\", column_name AS \"column\", data_type AS type, comment AS meaning "
+        "FROM duckdb_columns() WHERE database_name = 'lake' AND schema_name = 'main' "
+        "AND table_name IN (SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' "
+        "AND schema_name = 'main') ORDER BY table_name, column_index")
+
+
+def dataset_versions(wh: Warehouse, name: str | None = None):
+    """Dataset versions, newest first, with counts, paths (relative to the home) and the run (Arrow)."""
+    return wh.query_readonly(
+        "SELECT name, version, modality, n_samples, shards_uri, manifest_uri, run_id, "
+        "date_trunc('second', created_at) AS created_at FROM datasets WHERE ? IS NULL OR name = ? "
+        "ORDER BY name, created_at DESC", [name, name])

@@ -247,7 +247,12 @@ class Warehouse:
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             statement = check_user_query(con, query)
-            return con.execute(statement, params or []).to_arrow_table()
+            result = con.execute(statement, params or [])
+            json_cols = {d[0] for d in result.description or [] if str(d[1]) == "JSON"}
+            table = result.to_arrow_table()
+            # Mark JSON columns so callers can show them as nested values rather than escaped strings.
+            schema = pa.schema([f.with_metadata({b"json": b"1"}) if f.name in json_cols else f for f in table.schema])
+            return pa.Table.from_arrays(table.columns, schema=schema)
         except duckdb.Error as e:
             raise QueryError(str(e).strip()) from None
         finally:

@@ -163,3 +163,24 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
 
         records = pq.read_table(shard.path).to_pylist()
     return read_records(records, origin.parent, source, cols, spec.modality, f"{origin.name}:", shard.index), None
+
+
+def validate(spec: SourceSpec) -> str:
+    """Check a source before any work starts (exists, known kind, needed columns); returns its kind."""
+    kind = spec.resolved_kind()
+    if kind == "webdataset":
+        from mmpipe.sources.webdataset import expand_shards
+
+        if not expand_shards(spec.path):
+            raise FileNotFoundError(f"no .tar/.tgz shards in {spec.path}")
+    elif kind == "folder" and not Path(spec.path).is_dir():
+        raise FileNotFoundError(f"not a folder: {spec.path}")
+    elif kind == "table":
+        from mmpipe.sources.table import column_names, resolve_columns
+
+        resolve_columns(column_names(spec.path), spec.columns())
+    elif kind == "hf":
+        from mmpipe.sources.table import resolve_columns
+
+        resolve_columns(_hf_dataset(spec.path, spec.split).column_names, spec.columns())
+    return kind
