@@ -10,7 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from tqdm import tqdm
 
-from mmpipe.home import resolve_home
+from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources import SourceSpec
@@ -51,6 +51,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                       allowed_roots=tuple(allowed_roots or ()))
     pixel_budget = max(max_pixels or 0, MAX_PIXELS)  # decode what the basic filter then judges
     clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device, pixel_budget)
+    pretrained_key = stored_path(home, clip_pretrained)  # scores are keyed by it: home-relative, so a home can move
     if scoring:
         ensure_clip(clip_config)
     with tracked_run(home, "curate", params) as run:
@@ -69,20 +70,21 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
         if scoring:
-            n_scored = _score_all(home, run_id, staged, clip_config)
+            n_scored = _score_all(home, run_id, staged, clip_config, pretrained_key)
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
-                            clip_model, clip_pretrained or "")
+                            clip_model, pretrained_key)
         version = choose_version(home, name, run_id)
         out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
         model = clip_model if scoring else None
         sizes = dict(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
                                              out_dir=unmapped(out_dir), model=unmapped(model),
-                                             pretrained=unmapped(clip_pretrained),
+                                             pretrained=unmapped(pretrained_key),
                                              max_pixels=unmapped(pixel_budget)).result())
         filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
                                                "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
-        clip_key = {"model": model, "pretrained": clip_pretrained or ""} if model else None
+        filter_spec["clip_pretrained"] = pretrained_key
+        clip_key = {"model": model, "pretrained": pretrained_key} if model else None
         dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key)
         announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
@@ -92,13 +94,13 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
             "n_scored": n_scored, "warnings": run.warnings, "dataset": dataset}
 
 
-def _score_all(home: str, run_id: str, staged: list[str], config: ClipScoreConfig) -> int:
+def _score_all(home: str, run_id: str, staged: list[str], config: ClipScoreConfig, key: str) -> int:
     """Score shard after shard (one model, one device), with a progress artifact and bar."""
     progress = create_progress_artifact(0.0, description=f"CLIP scoring, run {run_id}")
     n = 0
     with tqdm(total=len(staged), desc="CLIP scoring", unit="shard", disable=None) as bar:
         for i, path in enumerate(staged):
-            n += score_staged_shard(home, run_id, path, config)
+            n += score_staged_shard(home, run_id, path, config, key)
             update_progress_artifact(progress, 100.0 * (i + 1) / len(staged))
             bar.update(1)
     return n

@@ -30,3 +30,15 @@ def configure_prefect(home: str | os.PathLike | None = None) -> None:
     # The ephemeral API server can take a while to start on a small machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+
+def stored_path(home: str | os.PathLike, path: str | None) -> str:
+    """How the warehouse names a file the user gave: relative to the home when inside it (so the home
+    can move), otherwise as given; '' for None. Tags and hub ids are not files and stay as they are."""
+    if not path:
+        return ""
+    p = Path(path)
+    if not p.exists():
+        return path
+    real, root = p.resolve(), Path(home).resolve()
+    return str(real.relative_to(root)) if real.is_relative_to(root) else str(real)

@@ -15,12 +15,12 @@ from warehouse.queries import dropped_ids, scored_ids
 
 
 @task(cache_policy=NO_CACHE, tags=["gpu"], task_run_name="clip-score-{path}")
-def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfig) -> int:
-    """Score and store (scores + float16 embeddings); returns how many samples were scored now."""
+def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfig, pretrained: str) -> int:
+    """Score and store (scores + float16 embeddings, keyed by model and `pretrained` as the warehouse
+    names it); returns how many samples were scored now."""
     wh = Warehouse(home)
     samples = read_staged(path)
     dups = dropped_ids(wh, run_id, Dedup.name)
-    pretrained = config.pretrained or ""
     done = scored_ids(wh, config.model_name, pretrained, [s["sample_id"] for s in samples])
     todo = [s for s in samples if s["sample_id"] not in dups and s["sample_id"] not in done]
     if not todo:

@@ -122,3 +122,29 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout
+    _relocate_and_compare(home, tmp_path / "moved" / "demo-home")
+
+
+def _relocate_and_compare(home, moved):
+    """Copy a home elsewhere, delete the original: every query answers the same, every path resolves."""
+    import shutil
+
+    from warehouse import Warehouse
+
+    queries = ["SELECT run_id, coalesce(drop_reason, 'kept') AS o, count(*) AS n FROM outcomes GROUP BY ALL ORDER BY ALL",
+               "SELECT name, version, n_samples, shards_uri, manifest_uri FROM datasets ORDER BY ALL",
+               "SELECT count(*) AS n, sum(score) AS s FROM clip_scores",
+               "SELECT objective, checkpoint_uri FROM models ORDER BY ALL"]
+    before = [Warehouse(home).query_readonly(q).to_pylist() for q in queries]
+    shutil.copytree(home, moved)
+    shutil.rmtree(home)
+    wh = Warehouse(moved, create=False)
+    assert [wh.query_readonly(q).to_pylist() for q in queries] == before
+    from braceexpand import braceexpand
+
+    for row in before[1]:
+        assert all(Path(p).is_file() for p in braceexpand(wh.resolve(row["shards_uri"])))
+        assert Path(wh.resolve(row["manifest_uri"])).is_file()
+    for row in before[3]:
+        assert Path(wh.resolve(row["checkpoint_uri"])).exists()
+    assert not home.exists()

@@ -81,15 +81,16 @@ def migrate(home: str | os.PathLike) -> dict[str, int]:
     for table, paths in by_table.items():
         if table not in TABLES:
             continue
-        data = reader.execute("SELECT * EXCLUDE (_written_at) FROM read_parquet(?, union_by_name = true) "
-                              "ORDER BY _written_at", [paths]).to_arrow_table()
+        data = reader.execute("SELECT * EXCLUDE (_written_at) FROM read_parquet(?, union_by_name = true, "
+                              "hive_partitioning = false) ORDER BY _written_at", [paths]).to_arrow_table()
         data = _upgrade(table, data)
         counts[table] = wh.write(table, data)
     if "decisions" in by_table:
         occ = reader.execute(
             "SELECT d.run_id, (row_number() OVER (PARTITION BY d.run_id ORDER BY s.source_key) - 1)::BIGINT AS ordinal, "
             "d.sample_id, s.source, s.source_key, s.uri FROM (SELECT DISTINCT run_id, sample_id FROM "
-            "read_parquet(?, union_by_name = true)) d LEFT JOIN read_parquet(?, union_by_name = true) s "
+            "read_parquet(?, union_by_name = true, hive_partitioning = false)) d "
+            "LEFT JOIN read_parquet(?, union_by_name = true, hive_partitioning = false) s "
             "USING (sample_id)", [by_table["decisions"], by_table.get("samples", by_table["decisions"])]).to_arrow_table()
         counts["occurrences"] = wh.write("occurrences", occ)
     reader.close()

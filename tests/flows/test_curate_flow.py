@@ -81,6 +81,17 @@ def test_every_sample_is_kept_or_dropped_and_the_dataset_is_published(curate, sh
 
     again = curate(shapes.pattern, home, min_clip_score=0.0)  # a new threshold: nothing rescored
     assert again["n_scored"] == 0 and again["dataset"]["version"] == "v2"
+    # time travel: the warehouse as it was when v1 was registered
+    from mmpipe.cli import app
+
+    out = CliRunner().invoke(app, ["sql", "SELECT version, (SELECT count(*) FROM runs) AS runs FROM datasets",
+                                   "--as-of", "shapes@v1", "--format", "json", "--home", str(home)])
+    assert out.exit_code == 0, out.output
+    import json
+
+    assert json.loads(out.stdout) == [{"version": "v1", "runs": 1}]
+    now = wh.query_readonly("SELECT count(*) AS n FROM datasets").column("n")[0].as_py()
+    assert now == 2
 
 
 def test_a_crash_mid_scoring_resumes_to_the_same_dataset(curate, shapes, tmp_path, monkeypatch):
