@@ -43,7 +43,11 @@ TABLES: dict[str, TableSpec] = {
 }
 VIEWS = ("outcomes", "run_summary")
 
+# A table is compacted once it holds this many live data files: each MERGE reads every file of its
+# table, so without it the cost of a write grows with the number of writes before it.
+COMPACT_AT_FILES = 48
 _connections: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_writes_since_check: dict[tuple, int] = {}
 _columns: dict[tuple, list[tuple[str, str]]] = {}
 _open_lock = threading.Lock()
 
@@ -149,7 +153,27 @@ class Warehouse:
             return counts
 
         with write_lock(self.catalog):
-            return retrying(commit)
+            counts = retrying(commit)
+            self._maybe_compact([t for t, _ in prepared])
+        return counts
+
+    def _maybe_compact(self, tables: list[str]) -> None:
+        """Merge a table's small files once there are many (checked every few writes; under the write lock)."""
+        for table in tables:
+            key = (str(self.home), table)
+            _writes_since_check[key] = _writes_since_check.get(key, 0) + 1
+            if _writes_since_check[key] < COMPACT_AT_FILES // 4:
+                continue
+            _writes_since_check[key] = 0
+            cur = self._cursor()
+            try:
+                files = cur.execute(f"SELECT count(*) FROM ducklake_list_files('lake', '{table}')").fetchone()[0]
+                if files >= COMPACT_AT_FILES:
+                    cur.execute(f"CALL ducklake_merge_adjacent_files('lake', '{table}')")
+                    # the merged-away files go once no reader can still be on a snapshot that needs them
+                    cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL 10 MINUTE)")
+            finally:
+                cur.close()
 
     def _prepare(self, table: str, data: pa.Table) -> pa.Table:
         if table not in TABLES:
