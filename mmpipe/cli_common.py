@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Callable, NoReturn, Optional
 
@@ -25,6 +27,40 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code=code)
 
 
+def _children() -> list[int]:
+    """Our child processes (Linux /proc), e.g. Prefect's temporary API server."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(entry.name))
+    return found
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C or SIGTERM: the run is already marked cancelled; stop now, children included.
+
+    In-flight work is abandoned rather than awaited: every write is atomic, and running the same
+    command again resumes the run.
+    """
+    import signal
+
+    typer.secho("interrupted: the run is marked cancelled; run the same command again to resume it",
+                fg=typer.colors.YELLOW, err=True)
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def guarded(command: Callable) -> Callable:
     """Errors become one line; the traceback only with --debug."""
 
@@ -32,8 +68,17 @@ def guarded(command: Callable) -> Callable:
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            _interrupted()
+        except (typer.Exit, typer.Abort):
             raise
+        except OSError as e:
+            if e.errno == errno.ENOSPC and not OPTIONS["debug"]:
+                fail("the disk is full: free space, then run the same command again to resume the run "
+                     "(it may still show as running in `mmpipe runs` until then)")
+            if OPTIONS["debug"]:
+                raise
+            fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
         except Exception as e:  # noqa: BLE001 - the front door: every error ends as one readable line
             if OPTIONS["debug"]:
                 raise
@@ -54,7 +99,7 @@ def warehouse(home: Optional[Path]):
     """Open an existing warehouse, or fail with a clear line (never creates one)."""
     from warehouse import Warehouse
 
-    return Warehouse(home_of(home), create=False)
+    return Warehouse(home_of(home), create=False, read_only=True)
 
 
 def check_home_writable(home: Path) -> None:
@@ -74,6 +119,15 @@ def start_flows(home: Optional[Path]) -> Path:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     configure_prefect(root)
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
+    from tasks.runs import CANCEL_HOOKS
+
+    CANCEL_HOOKS.append(_interrupted)
+    if not OPTIONS["verbose"]:
+        import logging
+
+        # A failed task is reported as our one line, not as Prefect's traceback.
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
     return root
 

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 import mmpipe
@@ -20,6 +21,9 @@ from warehouse.queries import resumable_run
 
 COMPLETED = "completed"
 COMPLETED_WITH_WARNINGS = "completed_with_warnings"
+# Called after a run has been marked cancelled (Ctrl-C, SIGTERM): the command line stops the
+# process there instead of waiting for in-flight tasks, whose writes are atomic anyway.
+CANCEL_HOOKS: list[Callable[[], None]] = []
 
 
 def code_version() -> str:
@@ -71,8 +75,10 @@ def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iter
     run = Run(start_run(home, flow, params, resume))
     try:
         yield run
-    except (KeyboardInterrupt, SystemExit):
-        finish_run(home, run.run_id, flow, "cancelled", run.warnings)
+    except (KeyboardInterrupt, SystemExit, TerminationSignal):
+        finish_run.fn(home, run.run_id, flow, "cancelled", run.warnings)
+        for hook in CANCEL_HOOKS:
+            hook()
         raise
     except BaseException:
         finish_run(home, run.run_id, flow, "failed", run.warnings)

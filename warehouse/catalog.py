@@ -75,6 +75,22 @@ class Catalog:
             return f"ducklake:postgres:{self.dsn}"
         return f"ducklake:sqlite:{self.lake / CATALOG_FILE}"
 
+    def readable_uri(self) -> str:
+        """The catalog to attach read-only. SQLite cannot open a WAL database where it may not write its
+        index files, so on read-only media a private copy of the (small) catalog file is read instead."""
+        if self.kind == "postgres" or os.access(self.lake, os.W_OK):
+            return self.uri
+        import atexit
+        import shutil
+        import tempfile
+
+        copy = Path(tempfile.mkdtemp(prefix="mmpipe-catalog-"))
+        atexit.register(shutil.rmtree, copy, True)
+        for name in (CATALOG_FILE, CATALOG_FILE + "-wal"):
+            if (self.lake / name).is_file():
+                shutil.copy2(self.lake / name, copy / name)
+        return f"ducklake:sqlite:{copy / CATALOG_FILE}"
+
     @property
     def scanner(self) -> str:
         return "postgres_scanner" if self.kind == "postgres" else "sqlite_scanner"
@@ -82,15 +98,20 @@ class Catalog:
     def exists(self) -> bool:
         return (self.lake / CONFIG_FILE).is_file()
 
-    def attach_sql(self, alias: str = ALIAS, read_only: bool = False, snapshot: int | None = None) -> str:
+    def attach_sql(self, alias: str = ALIAS, read_only: bool = False, snapshot: int | None = None,
+                   copy_if_read_only_media: bool = True) -> str:
         opts = [f"DATA_PATH {_q(str(self.data_path) + os.sep)}", "OVERRIDE_DATA_PATH true"]
         if self.kind == "sqlite":
-            opts += ["META_JOURNAL_MODE 'WAL'", "META_BUSY_TIMEOUT 30000"]
+            # WAL is persisted in the file once set; a reader asks for nothing that writes.
+            opts += ["META_BUSY_TIMEOUT 30000"] if read_only or snapshot is not None else \
+                ["META_JOURNAL_MODE 'WAL'", "META_BUSY_TIMEOUT 30000"]
         if snapshot is not None:
             opts.append(f"SNAPSHOT_VERSION {int(snapshot)}")
         if read_only or snapshot is not None:
             opts.append("READ_ONLY")
-        return f"ATTACH {_q(self.uri)} AS {alias} ({', '.join(opts)})"
+        reading = read_only or snapshot is not None
+        uri = self.readable_uri() if reading and copy_if_read_only_media else self.uri
+        return f"ATTACH {_q(uri)} AS {alias} ({', '.join(opts)})"
 
 
 def catalog_for(home: Path, spec: str | None = None) -> Catalog:
@@ -164,6 +185,6 @@ def attach_script(catalog: Catalog) -> str:
     for name in ("ducklake", catalog.scanner):
         path = extension_path(name)
         lines.append(f"LOAD {_q(path)};" if path else f"INSTALL {name}; LOAD {name};")
-    lines += [catalog.attach_sql(read_only=True) + ";", "USE lake;",
+    lines += [catalog.attach_sql(read_only=True, copy_if_read_only_media=False) + ";", "USE lake;",
               "-- e.g. SELECT drop_reason, count(*) FROM outcomes GROUP BY 1;"]
     return "\n".join(lines)

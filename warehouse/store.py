@@ -59,13 +59,17 @@ def _q(name: str) -> str:
 class Warehouse:
     """The mmpipe warehouse under `home` (DuckLake: <home>/lake/catalog.sqlite or PostgreSQL + lake/data)."""
 
-    def __init__(self, home: str | os.PathLike, create: bool = True, catalog: str | None = None):
+    def __init__(self, home: str | os.PathLike, create: bool = True, catalog: str | None = None,
+                 read_only: bool = False):
+        """Open (or create) the warehouse; `read_only` opens an existing one without writing anything
+        to the home (no lock file, no schema change), as the reading commands do."""
         self.home = Path(home).resolve()
+        self.read_only = read_only
         if self.home.exists() and not self.home.is_dir():
             raise NotADirectoryError(f"the mmpipe home {self.home} is a file, not a folder")
         self.catalog: Catalog = catalog_for(self.home, catalog)
         if not self.catalog.exists():
-            if not create:
+            if not create or read_only:
                 raise FileNotFoundError(f"no warehouse at {self.home}: run `mmpipe demo` or `mmpipe ingest` first")
             self.catalog.data_path.mkdir(parents=True, exist_ok=True)
         self._con = self._connection()
@@ -76,8 +80,15 @@ class Warehouse:
     # ---- connections -------------------------------------------------------------------
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """One DuckDB per process and catalog (reads and writes use cursors of it)."""
-        key = (os.getpid(), str(self.home), self.catalog.kind, self.catalog.dsn)
+        key = (os.getpid(), str(self.home), self.catalog.kind, self.catalog.dsn, self.read_only)
         with _open_lock:
+            if key not in _connections and self.read_only:
+                con = connect(self.catalog, read_only=True)
+                got = con.execute("SELECT value FROM mmpipe_internal.meta WHERE key = 'schema_version'").fetchone()
+                if not got or got[0] != SCHEMA_VERSION:
+                    raise RuntimeError(f"the warehouse at {self.home} has schema version {got and got[0]}, this "
+                                       f"mmpipe writes {SCHEMA_VERSION}: run a flow on it once to upgrade it")
+                _connections[key] = con
             if key not in _connections:
                 with write_lock(self.catalog):  # creating the catalog and its tables is one writer's job
                     con = retrying(lambda: connect(self.catalog))
@@ -127,6 +138,8 @@ class Warehouse:
         what is stored (first-wins tables keep the stored row; last-wins tables replace it).
         `message` is recorded as the snapshot's commit info (time travel finds it).
         """
+        if self.read_only:
+            raise PermissionError("this warehouse was opened read-only")
         prepared = [(t, self._prepare(t, d)) for t, d in tables.items() if d.num_rows]
         if not prepared:
             return {}

@@ -1,0 +1,144 @@
+"""Clean failures: SIGTERM and Ctrl-C end a run promptly as cancelled, a full disk is one clear line and
+a rerun resumes, a read-only home can still be queried, an empty source is an empty dataset."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from warehouse import Warehouse
+
+
+@pytest.fixture
+def trickle_server():
+    """Serves one byte every half second, forever: a server that would hold a run."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, sig):
+    pq.write_table(pa.table({"url": [f"{trickle_server}/{i}.jpg" for i in range(8)],
+                             "caption": [f"caption number {i}" for i in range(8)]}), tmp_path / "urls.parquet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    home = tmp_path / "home"
+    exe = str(Path(sys.executable).with_name("mmpipe"))
+    proc = subprocess.Popen([exe, "curate", str(tmp_path / "urls.parquet"), "--name", "t", "--clip-model", "none",
+                             "--home", str(home)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # wait until the run is open and fetching
+        if (home / "lake" / "catalog.json").exists() and Warehouse(home).sql(
+                "SELECT count(*) AS n FROM runs WHERE status = 'running'").column("n")[0].as_py():
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 30
+    assert proc.returncode == 130, err[-2000:]
+    assert "marked cancelled" in err and "Traceback" not in err
+    assert Warehouse(home).sql("SELECT status FROM runs").column("status").to_pylist() == ["cancelled"]
+
+
+def test_a_full_disk_is_one_clear_line_and_a_rerun_resumes(prefect_harness, tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from mmpipe.cli import app
+
+    with tarfile.open(tmp_path / "s.tar", "w") as tf:
+        for i in range(6):
+            buf = io.BytesIO()
+            Image.new("RGB", (96, 96), (40 * i, 10, 10)).save(buf, "JPEG")
+            for name, data in ((f"{i}.jpg", buf.getvalue()), (f"{i}.txt", f"a red picture {i}".encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    real = Warehouse.write_many
+    calls = {"n": 0}
+
+    def full(self, tables, message=None):
+        calls["n"] += 1
+        if "decisions" in tables:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, tables, message)
+
+    monkeypatch.setattr(Warehouse, "write_many", full)
+    args = ["curate", str(tmp_path / "s.tar"), "--name", "d", "--clip-model", "none", "--min-side", "64",
+            "--dedup-hamming", "-1", "--home", str(tmp_path / "home")]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 1 and "the disk is full" in out.output and "Traceback" not in out.output
+    monkeypatch.setattr(Warehouse, "write_many", real)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    wh = Warehouse(tmp_path / "home")
+    assert wh.sql("SELECT status FROM runs").column("status").to_pylist() == ["completed"]
+    assert wh.query_readonly("SELECT kept FROM run_summary").column("kept").to_pylist() == [6]
+
+
+def test_an_empty_source_is_an_empty_dataset(prefect_harness, tmp_path):
+    from flows.curate import curate_flow
+
+    (tmp_path / "empty").mkdir()
+    result = curate_flow(str(tmp_path / "empty"), "e", home=str(tmp_path / "home"), clip_model="none")
+    assert result["ingested"] == 0 and result["dataset"]["n_samples"] == 0
+    assert Path(result["dataset"]["out_dir"], "sizes.json").read_text().strip() == "{}"
+
+
+def test_a_read_only_home_can_be_queried(tmp_path):
+    from mmpipe.cli import app
+
+    home = tmp_path / "mnt"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(home)], capture_output=True).returncode:
+        pytest.skip("mounting a read-only filesystem needs root in a container that allows mount")
+    try:
+        wh = Warehouse(home / "h")
+        wh.record_run("r1", "curate", "completed", params={"name": "x"})
+        del wh
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        runner = CliRunner()
+        out = runner.invoke(app, ["sql", "SELECT status FROM runs", "--format", "csv", "--home", str(home / "h")])
+        assert out.exit_code == 0 and "completed" in out.output, out.output
+        out = runner.invoke(app, ["runs", "--home", str(home / "h")])
+        assert out.exit_code == 0 and "r1" in out.output
+        out = runner.invoke(app, ["curate", str(tmp_path), "--name", "x", "--home", str(home / "h")])
+        assert out.exit_code == 1 and "must be writable" in out.output
+    finally:
+        subprocess.run(["umount", "-l", str(home)], capture_output=True)
