@@ -8,9 +8,9 @@ import uuid
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mmpipe.demo.filter import train_filter
 from mmpipe.evaluate.filtering import calibrate_min_score
 from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
+from mmpipe.train.bootstrap import train_filter
 from mmpipe.train.data import pairs_from_shards
 from warehouse import Warehouse, utcnow
 
@@ -19,10 +19,9 @@ from warehouse import Warehouse, utcnow
 def train_filter_task(seed_shards: list[str], out_dir: str, steps: int, device: str | None = None) -> str:
     """Train the tiny CLIP on trusted pairs; returns its safetensors checkpoint."""
     logger = get_run_logger()
-    pairs = pairs_from_shards(seed_shards)
-    logger.info("training the filter on %d trusted pairs for %d steps", len(pairs), steps)
-    return str(train_filter(pairs, out_dir, steps=steps, device=device,
-                            log=lambda step, logs: logger.info("step %d %s", step, json.dumps(logs))))
+    logger.info("training the filter on %d trusted shard(s) for %d steps", len(seed_shards), steps)
+    return str(train_filter(seed_shards, out_dir, steps=steps, device=device,
+                            on_step=lambda step, logs: logger.info("step %d %s", step, json.dumps(logs))))
 
 
 @task(cache_policy=NO_CACHE, tags=["gpu"])

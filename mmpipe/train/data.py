@@ -1,41 +1,261 @@
-"""Training data: image-text pairs as (image tensor, token ids) batches."""
+"""Training data: WebDataset shards streamed as decoded, preprocessed samples.
+
+The stream is a pure function of (shards, seed, split, number of workers). Each DataLoader worker
+reads its own shards in an order fixed by (seed, epoch), shuffles the raw samples through a
+seeded buffer, and only then decodes. Every sample says which worker made it and at which raw
+position, so a checkpoint can record how far each worker had read (`ShardStream.advance`) and a
+resumed run restarts at exactly the next batch by skipping raw samples without decoding them.
+Nothing holds the dataset: memory is one shuffle buffer of encoded samples per worker.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import hashlib
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import tarfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import IterableDataset, get_worker_info
 
-from mmpipe.stages.decode import decode_image
+from mmpipe.stages.decode import DecodeError, decode_image
 
+log = logging.getLogger(__name__)
 
-class PairDataset(Dataset):
-    """Encoded images with captions, preprocessed with the model's transform and tokenizer."""
-
-    def __init__(self, pairs: list[tuple[bytes, str]], preprocess: Callable, tokenizer: Callable):
-        self.pairs, self.preprocess, self.tokenizer = pairs, preprocess, tokenizer
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        content, text = self.pairs[i]
-        img, _ = decode_image(content)
-        return self.preprocess(img), self.tokenizer([text])[0]
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+# webdataset's grouping rule: the key is the member path up to the first dot of its base name
+_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
-def pairs_from_shards(paths: list[str]) -> list[tuple[bytes, str]]:
-    """(image bytes, caption) of every complete sample in WebDataset shards."""
-    from mmpipe.sources.webdataset import read_tar
+def _unit_hash(text: str) -> float:
+    """A uniform number in [0, 1) from a string, the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") / 2**64
 
-    pairs = []
-    for path in paths:
-        batch, error = read_tar(path, "train")
-        if error:
-            raise ValueError(f"training shard {path} is broken: {error}")
-        for content, text, keep in zip(batch["content"].to_pylist(), batch["text"].to_pylist(),
-                                       batch["keep"].to_pylist()):
-            if keep and content and text:
-                pairs.append((content, text))
-    return pairs
+
+def split_of(sample_id: str, val_fraction: float = 0.1) -> str:
+    """'val' or 'train', decided by a hash of the sample id alone, so a sample stays on its side
+    in every dataset version that contains it."""
+    return "val" if _unit_hash("mmpipe-split:" + sample_id) < val_fraction else "train"
+
+
+def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
+    """Shard paths from a list and/or brace patterns ('shard-{000000..000009}.tar')."""
+    from braceexpand import braceexpand
+
+    items = [shards] if isinstance(shards, (str, Path)) else list(shards)
+    out = [p for item in items for p in braceexpand(str(item))]
+    if not out:
+        raise ValueError("no training shards given")
+    return out
+
+
+def read_tar(path: str, strict: bool = False) -> Iterator[dict]:
+    """The samples of one WebDataset tar, streamed: {'__key__', ext: bytes, ...}.
+
+    A broken or truncated tar ends its shard with a warning (strict=False) or a ValueError; the
+    samples read before the damage are kept.
+    """
+    current: dict | None = None
+    try:
+        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tf:
+            for member in tf:
+                m = _KEY_EXT.match(member.name) if member.isfile() else None
+                if m is None:
+                    continue
+                key, ext = m.group(1), m.group(2).lower()
+                data = tf.extractfile(member).read()
+                if current is not None and current["__key__"] != key:
+                    yield current
+                    current = None
+                current = current or {"__key__": key}
+                current[ext] = data
+            # tarfile takes a header cut short for the end of the archive; a whole archive ends
+            # with two zero blocks, so a plain tar with less left over was truncated
+            if str(path).endswith(".tar") and os.path.getsize(path) - tf.offset < 1024:
+                raise tarfile.ReadError("truncated (no end-of-archive marker)")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        if strict:
+            raise ValueError(f"shard {path} is broken: {e}") from e
+        log.warning("shard %s is broken after %s: %s", path, current and current["__key__"], e)
+        return
+    if current is not None:
+        yield current
+
+
+def sample_meta(raw: dict) -> dict:
+    """The sample's json member (empty when absent or unreadable)."""
+    if "__meta__" not in raw:
+        try:
+            meta = json.loads(raw["json"]) if "json" in raw else {}
+        except (ValueError, UnicodeDecodeError):
+            meta = {}
+        raw["__meta__"] = meta if isinstance(meta, dict) else {}
+    return raw["__meta__"]
+
+
+def sample_key(raw: dict) -> str:
+    """The sample id (from the json, as our exports write it), else the tar key."""
+    return str(sample_meta(raw).get("sample_id") or raw["__key__"].rsplit("/", 1)[-1])
+
+
+def image_and_caption(raw: dict) -> tuple[bytes, str] | None:
+    """The encoded image and the caption of a raw sample, or None when either is missing."""
+    image = next((raw[e] for e in IMAGE_EXTS if raw.get(e)), None)
+    text = raw.get("txt", b"").decode("utf-8", "replace").strip()
+    return (image, text) if image and text else None
+
+
+def iter_pairs(shards: str | Sequence[str], split: str | None = None, val_fraction: float = 0.1,
+               strict: bool = False) -> Iterator[tuple[bytes, str]]:
+    """(encoded image, caption) of each complete sample, streamed in shard order."""
+    for path in expand_shards(shards):
+        for raw in read_tar(path, strict):
+            pair = image_and_caption(raw)
+            if pair and (split is None or split_of(sample_key(raw), val_fraction) == split):
+                yield pair
+
+
+def pairs_from_shards(paths: str | Sequence[str]) -> list[tuple[bytes, str]]:
+    """All (image bytes, caption) pairs of small shards (a trusted seed or holdout set); a broken shard is an error."""
+    return list(iter_pairs(paths, strict=True))
+
+
+def shuffled(samples: Iterable, size: int, rng: random.Random) -> Iterator:
+    """A shuffle buffer of `size` items (webdataset's scheme); size <= 1 keeps the order."""
+    if size <= 1:
+        yield from samples
+        return
+    buf: list = []
+    for s in samples:
+        if len(buf) < size:
+            buf.append(s)
+            continue
+        i = rng.randrange(size)
+        yield buf[i]
+        buf[i] = s
+    rng.shuffle(buf)
+    yield from buf
+
+
+class ShardStream(IterableDataset):
+    """Decoded, preprocessed samples of WebDataset shards for one split, streamed.
+
+    Each sample is a dict: image (tensor), text (token ids), caption, sample_id, label (from
+    key.json, '' when absent) and the stream position (worker, workers, position). With
+    repeat=True the stream cycles through epochs forever (the loop decides when to stop); each
+    worker's epoch e reads its share of the shards in the order shuffle(seed, e). Shards are split
+    across DataLoader workers, or samples when there are fewer shards than workers.
+    """
+
+    def __init__(self, shards: str | Sequence[str], preprocess: Callable, tokenizer: Callable,
+                 split: str | None = "train", val_fraction: float = 0.1, seed: int = 0,
+                 shuffle_buffer: int = 1000, repeat: bool = True):
+        super().__init__()
+        self.shards = expand_shards(shards)
+        missing = [p for p in self.shards if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} training shard(s) not found, e.g. {missing[0]}")
+        self.preprocess, self.tokenizer = preprocess, tokenizer
+        self.split, self.val_fraction, self.seed = split, val_fraction, seed
+        self.shuffle_buffer, self.repeat = shuffle_buffer, repeat
+        self._state: dict | None = None
+        self._rng = torch.Generator()  # seeds augmentations per sample (torch.manual_seed is slower)
+
+    # -- resume ---------------------------------------------------------------------------------
+    def resume(self, state: dict | None) -> None:
+        """Continue after the batches that `state` (from advance) says were consumed."""
+        if state:
+            # keys come back as strings when a state went through JSON
+            state = {**state, "positions": {int(k): int(v) for k, v in state.get("positions", {}).items()}}
+        self._state = state
+
+    @staticmethod
+    def advance(state: dict | None, batch: dict) -> dict:
+        """The stream state after the loop consumed `batch` (plain ints, saved with the checkpoint)."""
+        state = {"batches": 0, "workers": 1, "positions": {}, **(state or {})}
+        positions = dict(state["positions"])
+        for w, p in zip(batch["worker"].tolist(), batch["position"].tolist()):
+            positions[w] = max(positions.get(w, 0), p + 1)
+        return {"batches": state["batches"] + 1, "workers": int(batch["workers"][0]), "positions": positions}
+
+    # -- the stream -----------------------------------------------------------------------------
+    def _raw(self, worker: int, workers: int) -> Iterator[tuple[int, dict]]:
+        """(epoch, raw sample) in this worker's order, undecoded."""
+        for epoch in itertools.count():
+            order = list(self.shards)
+            if self.shuffle_buffer > 1:
+                random.Random(f"{self.seed}:{epoch}").shuffle(order)
+            by_shard = len(order) >= workers
+            mine = order[worker::workers] if by_shard else order
+            raw = (r for path in mine for r in read_tar(path))
+            if self.split is not None:
+                raw = (r for r in raw if split_of(sample_key(r), self.val_fraction) == self.split)
+            if not by_shard:
+                raw = (r for i, r in enumerate(raw) if i % workers == worker)
+            n = 0
+            for r in shuffled(raw, self.shuffle_buffer, random.Random(f"{self.seed}:{epoch}:{worker}")):
+                n += 1
+                yield epoch, r
+            if not self.repeat:
+                return
+            if n == 0:
+                raise RuntimeError(f"data worker {worker} of {workers} found no {self.split or ''} samples in "
+                                   f"{len(mine)} shard(s); use fewer workers or more shards")
+
+    def _decode(self, raw: dict, epoch: int) -> dict | None:
+        pair = image_and_caption(raw)
+        if pair is None:
+            log.warning("skipping %s: no image or no caption", raw["__key__"])
+            return None
+        try:
+            img, _ = decode_image(pair[0])
+        except DecodeError as e:
+            log.warning("skipping %s: %s (%s)", raw["__key__"], e.reason, e)
+            return None
+        key = sample_key(raw)
+        # Augmentations draw from a seed of (seed, epoch, sample), not from a running RNG, so a
+        # resumed stream that skipped samples undecoded augments the next ones identically. The
+        # global RNG is put back after, as in the main process it belongs to the objective.
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._rng.manual_seed(int(_unit_hash(f"{self.seed}:{epoch}:{key}") * 2**63)).get_state())
+        try:
+            image = self.preprocess(img)
+        finally:
+            torch.set_rng_state(outer)
+        return {"image": image, "text": self.tokenizer([pair[1]])[0], "caption": pair[1], "sample_id": key,
+                "label": str(sample_meta(raw).get("label") or "")}
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        physical, workers = (info.id, info.num_workers) if info else (0, 1)
+        state = self._state or {"batches": 0, "workers": workers, "positions": {}}
+        if state["workers"] == workers:
+            # The DataLoader takes batches from workers in turn, starting at worker 0; after n
+            # batches the next one was due from worker n % workers, so that one plays worker 0 now.
+            worker = (physical + state["batches"]) % workers
+            skip = state["positions"].get(worker, 0)
+        else:
+            warnings.warn(f"resuming with {workers} data workers where the checkpoint had {state['workers']}: "
+                          "the data order is only approximately restored", stacklevel=1)
+            worker, skip = physical, sum(state["positions"].values()) // workers
+        epoch_now, usable = 0, 0
+        for position, (epoch, raw) in enumerate(self._raw(worker, workers)):
+            if epoch != epoch_now:
+                if not usable:  # a whole epoch of undecodable samples would loop forever
+                    raise RuntimeError(f"data worker {worker} of {workers}: no usable sample in a whole epoch")
+                epoch_now, usable = epoch, 0
+            if position < skip:
+                usable += 1
+                continue
+            sample = self._decode(raw, epoch)
+            if sample is not None:
+                usable += 1
+                yield {**sample, "worker": worker, "workers": workers, "position": position}

@@ -1,19 +1,30 @@
 """One training loop for any objective: AdamW + cosine, grad accumulation, AMP on GPU,
-safetensors checkpoints, resume, seeded."""
+safetensors checkpoints, exact resume (weights, optimizer, RNG and data position), seeded.
+
+An objective is an nn.Module with `training_forward(batch) -> (losses, logs)`; the loss is the sum
+of the `*_loss` entries. Optional hooks: `after_step()` (e.g. clamp CLIP's logit scale),
+`save(dir)`, `load(dir)` and `checkpoint_name` (weights in the objective's ecosystem format; the
+default is the state dict of `objective.model` as model.safetensors). A dataset with `resume(state)` and
+`advance(state, batch)` (mmpipe.train.data.ShardStream) has its position saved and restored.
+"""
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
+import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from tqdm.auto import tqdm
 
 from mmpipe.models.clip import pick_device
 
@@ -26,6 +37,7 @@ class TrainConfig:
     """Everything the loop needs; one config for one training run."""
 
     steps: int = 500
+    samples: int | None = None  # a samples-seen budget; when set it fixes the number of steps
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -36,23 +48,47 @@ class TrainConfig:
     device: str | None = None
     num_workers: int = 0
     checkpoint_every: int = 100
-    log_every: int = 50
+    log_every: int = 1
     out_dir: str = "checkpoints"
+    progress: bool | None = None  # tqdm bar: None shows it only on a terminal
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the run: from the samples budget when given, else `steps`."""
+        if self.samples:
+            return math.ceil(self.samples / (self.batch_size * self.grad_accum))
+        return self.steps
 
 
-def _seed_all(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (call before building a model so its init is reproducible)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _batches(dataset: Dataset, config: TrainConfig, device: str) -> Iterator:
+def _lr_factor(warmup: int, total: int, step: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _batches(dataset: Dataset, config: TrainConfig) -> Iterator[dict]:
+    # A private generator: creating the loader must not draw from the global RNG, which the
+    # objective uses (masks, noise) and which a resumed run restores.
     gen = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=gen,
-                        num_workers=config.num_workers, pin_memory=device.startswith("cuda"))
+    loader = DataLoader(dataset, batch_size=config.batch_size, drop_last=True, generator=gen,
+                        shuffle=not isinstance(dataset, IterableDataset), num_workers=config.num_workers,
+                        pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)
     while True:
-        for batch in loader:
-            yield [t.to(device, non_blocking=True) for t in batch]
+        yield from loader
+
+
+def _to(batch: Any, device: str) -> Any:
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -60,73 +96,126 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "logit_scale" in name or "embedding" in name else decay).append(p)
+        (no_decay if p.ndim < 2 or "logit_" in name or "embedding" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(objective: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(objective, config.weight_decay)
+    try:
+        # the fused kernel (CPU and CUDA) steps several times faster than the per-tensor loop
+        # PyTorch picks by default on CPU
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
 def _inner(objective: nn.Module) -> nn.Module:
     return getattr(objective, "model", objective)
 
 
-def save_checkpoint(objective: nn.Module, opt, sched, step: int, config: TrainConfig) -> Path:
-    """Model weights as safetensors (loadable by open_clip as `pretrained`), trainer state beside."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous().clone() for k, v in _inner(objective).state_dict().items()}
-    tmp = out / (MODEL_FILE + ".tmp")
-    save_file(weights, str(tmp))
-    tmp.replace(out / MODEL_FILE)
-    torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "config": asdict(config), "torch_rng": torch.get_rng_state()}, out / (STATE_FILE + ".tmp"))
-    (out / (STATE_FILE + ".tmp")).replace(out / STATE_FILE)
-    return out / MODEL_FILE
+def save_checkpoint(objective: nn.Module, state: dict, out_dir: str | Path) -> Path:
+    """Weights (objective.save, else model.safetensors) and trainer state, written aside and then
+    moved into out_dir together; returns the path of the weights."""
+    out = Path(out_dir)
+    tmp = out / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if hasattr(objective, "save"):
+        objective.save(tmp)
+    else:
+        save_file({k: v.detach().cpu().contiguous() for k, v in _inner(objective).state_dict().items()},
+                  str(tmp / MODEL_FILE))
+    torch.save(state, tmp / STATE_FILE)
+    for item in sorted(tmp.iterdir(), key=lambda p: p.name == STATE_FILE):  # the state goes last
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+    tmp.rmdir()
+    return out / getattr(objective, "checkpoint_name", MODEL_FILE)
+
+
+def _load_weights(objective: nn.Module, out_dir: Path, device: str) -> None:
+    if hasattr(objective, "load"):
+        objective.load(out_dir)
+    else:
+        _inner(objective).load_state_dict(load_file(str(out_dir / MODEL_FILE), device=device))
 
 
 def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
-          log: Callable[[int, dict], None] | None = None) -> Path:
-    """Train `objective` for config.steps optimizer steps; resumes from config.out_dir if a checkpoint is there."""
-    _seed_all(config.seed)
+          on_step: Callable[[int, dict], None] | None = None) -> dict:
+    """Train `objective` to config.total_steps() optimizer steps, resuming from config.out_dir when
+    it holds a checkpoint. Calls on_step(step, metrics) every `log_every` steps, after any
+    checkpoint of that step. Returns {checkpoint, out_dir, step, samples_seen, resumed_from, history}."""
+    seed_everything(config.seed)
     device = pick_device(config.device)
     objective.to(device).train()
-    opt = torch.optim.AdamW(_param_groups(objective, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
-
-    def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    step = 0
-    out = Path(config.out_dir)
-    if (out / MODEL_FILE).is_file() and (out / STATE_FILE).is_file():
-        _inner(objective).load_state_dict(load_file(str(out / MODEL_FILE), device=device))
-        state = torch.load(out / STATE_FILE, map_location=device, weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        step = state["step"]
+    total = config.total_steps()
+    opt = _optimizer(objective, config)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config.warmup_steps, total))
     use_amp = device.startswith("cuda")
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    batches = _batches(dataset, config, device)
-    while step < config.steps:
-        logs: dict = {}
+    out = Path(config.out_dir)
+    step, data_state = 0, None
+    if (out / STATE_FILE).is_file():
+        _load_weights(objective, out, device)
+        state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        step, data_state = state["step"], state["data"]
+    resumed_from = step
+    if hasattr(dataset, "resume"):
+        dataset.resume(data_state)
+    batches = _batches(dataset, config)
+    per_step = config.batch_size * config.grad_accum
+    history: list[dict] = []
+    bar = tqdm(total=total, initial=step, desc=f"train {type(objective).__name__.lower()}", unit="step",
+               disable=None if config.progress is None else not config.progress)
+    started = time.perf_counter()
+    while step < total:
+        sums: dict[str, float] = {}
         for _ in range(config.grad_accum):
+            batch = next(batches)
+            if hasattr(dataset, "advance"):
+                data_state = dataset.advance(data_state, batch)
             with torch.autocast(device_type="cuda" if use_amp else "cpu", dtype=amp_dtype, enabled=use_amp):
-                losses, logs = objective.training_forward(next(batches))
-                total = sum(v for k, v in losses.items() if k.endswith("_loss")) / config.grad_accum
-            scaler.scale(total).backward()
+                losses, logs = objective.training_forward(_to(batch, device))
+                loss = sum(v for k, v in losses.items() if k.endswith("_loss"))
+            scaler.scale(loss / config.grad_accum).backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / config.grad_accum
         scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
         sched.step()
+        if hasattr(objective, "after_step"):
+            objective.after_step()
         step += 1
-        if log and (step % config.log_every == 0 or step == config.steps):
-            log(step, {**{k: float(v) for k, v in losses.items()}, **logs, "lr": sched.get_last_lr()[0]})
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(objective, opt, sched, step, config)
+        metrics = {**sums, **logs, "lr": sched.get_last_lr()[0], "samples_seen": step * per_step,
+                   "samples_per_s": (step - resumed_from) * per_step / (time.perf_counter() - started)}
+        history.append({"step": step, **metrics})
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in sums.items()}, refresh=False)
+        if step % config.checkpoint_every == 0 or step == total:
+            save_checkpoint(objective, {
+                "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(), "config": asdict(config), "data": data_state,
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                "numpy_rng": np.random.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, out)
+        if on_step and (step % config.log_every == 0 or step == total):
+            on_step(step, metrics)
+    bar.close()
     objective.eval()
-    return out / MODEL_FILE
+    return {"checkpoint": str(out / getattr(objective, "checkpoint_name", MODEL_FILE)), "out_dir": str(out),
+            "step": step, "samples_seen": step * per_step, "resumed_from": resumed_from, "history": history}

@@ -1,0 +1,74 @@
+"""One function per objective: shards and plain values in, a trained checkpoint and its history out.
+
+Each returns the loop's result ({checkpoint, out_dir, step, samples_seen, resumed_from, history})
+plus `objective` and `config` (what a model registry records). Training options are TrainConfig
+fields (steps or samples, batch_size, lr, warmup_steps, num_workers, seed, device, ...); a rerun
+with the same out_dir resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mmpipe.train.data import ShardStream
+from mmpipe.train.loop import TrainConfig, seed_everything, train
+
+Shards = str | Sequence[str]
+OnStep = Callable[[int, dict], None] | None
+
+
+def _stream(shards: Shards, preprocess: Callable, tokenizer: Callable, split: str | None, val_fraction: float,
+            seed: int, shuffle_buffer: int) -> ShardStream:
+    return ShardStream(shards, preprocess, tokenizer, split=split, val_fraction=val_fraction, seed=seed,
+                       shuffle_buffer=shuffle_buffer)
+
+
+def train_contrastive(shards: Shards, out_dir: str | Path, model_name: str, pretrained: str | None = None,
+                      siglip: bool = False, split: str | None = "train", val_fraction: float = 0.1,
+                      shuffle_buffer: int = 1000, on_step: OnStep = None, **options) -> dict:
+    """Train an open_clip model (CLIP or SigLIP loss); the checkpoint loads with
+    open_clip.create_model_and_transforms(model_name, pretrained=checkpoint)."""
+    from mmpipe.train.objectives.contrastive import create_contrastive
+
+    config = TrainConfig(out_dir=str(out_dir), **options)
+    seed_everything(config.seed)
+    objective, preprocess_train, _, tokenizer = create_contrastive(model_name, pretrained, siglip)
+    data = _stream(shards, preprocess_train, tokenizer, split, val_fraction, config.seed, shuffle_buffer)
+    result = train(objective, data, config, on_step)
+    return {**result, "objective": "contrastive",
+            "config": {"model_name": model_name, "init": pretrained, "siglip": siglip, **asdict(config)}}
+
+
+def train_masked(shards: Shards, out_dir: str | Path, model: dict | None = None, split: str | None = "train",
+                 val_fraction: float = 0.1, shuffle_buffer: int = 1000, on_step: OnStep = None, **options) -> dict:
+    """Train the M3AE-style masked autoencoder; `model` overrides MaskedConfig fields."""
+    from mmpipe.train.objectives.masked import MaskedConfig, MaskedAutoencoder, masked_transform, masked_tokenizer
+
+    config = TrainConfig(out_dir=str(out_dir), **options)
+    model_config = MaskedConfig(**(model or {}))
+    seed_everything(config.seed)
+    data = _stream(shards, masked_transform(model_config), masked_tokenizer(model_config), split, val_fraction,
+                   config.seed, shuffle_buffer)
+    result = train(MaskedAutoencoder(model_config), data, config, on_step)
+    return {**result, "objective": "masked", "config": {"model": asdict(model_config), **asdict(config)}}
+
+
+def train_diffusion(shards: Shards, out_dir: str | Path, clip_model: str, clip_pretrained: str | None,
+                    model: dict | None = None, split: str | None = "train", val_fraction: float = 0.1,
+                    shuffle_buffer: int = 1000, on_step: OnStep = None, **options) -> dict:
+    """Train the text-conditioned pixel DDPM on frozen token states of an open_clip text tower;
+    `model` overrides DiffusionConfig fields. The UNet loads with UNet2DConditionModel.from_pretrained."""
+    from mmpipe.train.objectives.diffusion import Diffusion, DiffusionConfig, diffusion_transform
+
+    config = TrainConfig(out_dir=str(out_dir), **options)
+    model_config = DiffusionConfig(**(model or {}))
+    seed_everything(config.seed)
+    objective = Diffusion.create(model_config, clip_model, clip_pretrained)
+    data = _stream(shards, diffusion_transform(model_config), objective.tokenizer, split, val_fraction,
+                   config.seed, shuffle_buffer)
+    result = train(objective, data, config, on_step)
+    return {**result, "objective": "diffusion",
+            "config": {"model": asdict(model_config), "clip_model": clip_model, "clip_pretrained": clip_pretrained,
+                       **asdict(config)}}
