@@ -132,3 +132,19 @@ def print_dataset(ds: dict) -> None:
     typer.echo(f"\ndataset {ds['version']}: {ds['n_samples']} samples")
     typer.echo(f"  shards:   {ds['shards_uri']}")
     typer.echo(f"  manifest: {ds['manifest_uri']}")
+
+
+def print_models(wh, model_ids: list[str]) -> None:
+    """The headline metrics of some models, one line per model and split."""
+    from warehouse.queries import models_with_evals
+
+    rows = models_with_evals(wh, model_ids).to_pylist()
+    keep = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",
+            "masked_patch_mse", "linear_probe_accuracy", "conditioning_gap", "denoise_mse", "clip_score", "fd_clip")
+    by_model: dict[tuple, dict] = {}
+    for r in rows:
+        if r["metric"] in keep:
+            by_model.setdefault((r["model_id"], r["objective"], r["dataset"], r["split"]), {})[r["metric"]] = r["value"]
+    for (model_id, objective, dataset, split), metrics in by_model.items():
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        typer.echo(f"  {objective:<12} {model_id[:8]}  {dataset} [{split}]  {shown}")

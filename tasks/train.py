@@ -1,43 +1,163 @@
-"""Tasks that bootstrap a CLIP filter from trusted data and record it in the warehouse."""
+"""Tasks that train and evaluate models on dataset versions and record them (models, train_steps, evals)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
+import pyarrow as pa
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mmpipe.evaluate.filtering import calibrate_min_score
-from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
-from mmpipe.train.bootstrap import train_filter
-from mmpipe.train.data import pairs_from_shards
+from mmpipe.home import stored_path
+from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
+from warehouse.queries import dataset_by_id, model_row, resolve_dataset
 
-
-@task(cache_policy=NO_CACHE, tags=["gpu"])
-def train_filter_task(seed_shards: list[str], out_dir: str, steps: int, device: str | None = None) -> str:
-    """Train the tiny CLIP on trusted pairs; returns its safetensors checkpoint."""
-    logger = get_run_logger()
-    logger.info("training the filter on %d trusted shard(s) for %d steps", len(seed_shards), steps)
-    return str(train_filter(seed_shards, out_dir, steps=steps, device=device,
-                            on_step=lambda step, logs: logger.info("step %d %s", step, json.dumps(logs))))
-
-
-@task(cache_policy=NO_CACHE, tags=["gpu"])
-def calibrate_task(holdout_shards: list[str], model_name: str, checkpoint: str, quantile: float) -> float:
-    """The min CLIP score that drops only `quantile` of held-out trusted pairs."""
-    pairs = pairs_from_shards(holdout_shards)
-    scorer = ClipScorer(ClipScoreConfig(model_name, checkpoint, num_workers=0))
-    scores = scorer.score([str(i) for i in range(len(pairs))], [p[0] for p in pairs], [p[1] for p in pairs])
-    return calibrate_min_score([s[0] for s in scores.values()], quantile)
+_PATH_KEYS = ("pretrained", "clip_pretrained", "out_dir")  # stored relative to the home when inside it
+STEP_FLUSH = 25  # per-step metrics reach the warehouse in batches (a commit per step would dominate)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def register_model_task(home: str, run_id: str, objective: str, checkpoint: str, config: dict) -> str:
-    """Record a trained model in the `models` table; returns its id."""
-    model_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:model:{checkpoint}:{run_id}"))
-    Warehouse(home).register_model({"model_id": model_id, "objective": objective, "dataset_id": None,
-                                    "config": json.dumps(config, sort_keys=True), "checkpoint_uri": checkpoint,
-                                    "run_id": run_id, "created_at": utcnow()}, run_id)
+def resolve_dataset_task(home: str, spec: str) -> dict:
+    """NAME[@VERSION|@TAG] -> the dataset row, with its shard and manifest paths made absolute."""
+    wh = Warehouse(home)
+    row = resolve_dataset(wh, spec)
+    if not row["shards_uri"]:
+        raise ValueError(f"dataset {row['name']}@{row['version']} has no samples to train on")
+    return {**row, "shards": wh.resolve(row["shards_uri"]), "manifest": wh.resolve(row["manifest_uri"])}
+
+
+def model_id_for(run_id: str, objective: str) -> str:
+    """A model's id: stable for a run, so a resumed run updates the same row."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:model:{objective}:{run_id}"))
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def register_model_task(home: str, run_id: str, model_id: str, objective: str, dataset_id: str | None,
+                        checkpoint: str, config: dict, status: str) -> str:
+    """Record (or update) a model in the `models` table; its checkpoint is stored relative to the home."""
+    wh = Warehouse(home)
+    config = {k: stored_path(home, v) if k in _PATH_KEYS and isinstance(v, str) else v for k, v in config.items()}
+    wh.register_model({"model_id": model_id, "objective": objective, "dataset_id": dataset_id,
+                       "config": json.dumps(config, sort_keys=True, default=str), "checkpoint_uri": wh.relative(checkpoint),
+                       "run_id": run_id, "created_at": utcnow(), "code_version": code_version(), "status": status})
     return model_id
+
+
+class StepRecorder:
+    """Per-step metrics to the warehouse (batched), a Prefect progress artifact and the run log."""
+
+    def __init__(self, home: str, model_id: str, run_id: str, total_steps: int, label: str, checkpoint_every: int):
+        """Rows are written every STEP_FLUSH steps and at every checkpoint: steps after the last
+        checkpoint are lost in a crash and recomputed on resume, so the history ends up complete."""
+        self.wh, self.model_id, self.run_id, self.total = Warehouse(home), model_id, run_id, total_steps
+        self.checkpoint_every = checkpoint_every
+        self.rows: list[dict] = []
+        self.progress = create_progress_artifact(0.0, description=f"{label}, run {run_id}")
+        self.logger = get_run_logger()
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        seen = int(metrics.get("samples_seen", 0))
+        self.rows += [{"model_id": self.model_id, "step": step, "samples_seen": seen, "metric": k, "value": float(v),
+                       "run_id": self.run_id} for k, v in metrics.items() if isinstance(v, (int, float))]
+        if step % STEP_FLUSH == 0 or step % self.checkpoint_every == 0 or step >= self.total:
+            self.flush()
+            update_progress_artifact(self.progress, 100.0 * step / max(1, self.total))
+            losses = {k: round(float(v), 4) for k, v in metrics.items() if k.endswith("_loss")}
+            self.logger.info("step %d/%d %s", step, self.total, losses)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.wh.write("train_steps", pa.Table.from_pylist(self.rows), self.run_id)
+            self.rows = []
+
+
+@task(cache_policy=NO_CACHE, tags=["gpu"], task_run_name="train-{objective}")
+def train_task(home: str, run_id: str, model_id: str, objective: str, shards: str, out_dir: str,
+               options: dict) -> dict:
+    """Train one objective on a dataset's shards (streamed; resumes from out_dir); per-step metrics recorded."""
+    from mmpipe.train import recipes
+    from mmpipe.train.loop import TrainConfig
+
+    known = set(TrainConfig.__dataclass_fields__)
+    train_opts = {k: v for k, v in options.items() if k in known}
+    config = TrainConfig(**train_opts)
+    total = config.total_steps()
+    recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}", config.checkpoint_every)
+    extra = {k: v for k, v in options.items() if k not in known}
+    fn = {"contrastive": recipes.train_contrastive, "masked": recipes.train_masked,
+          "diffusion": recipes.train_diffusion}[objective]
+    result = fn(shards, out_dir, on_step=recorder, **extra, **train_opts)
+    recorder.flush()
+    history = result.pop("history")
+    return {**result, "final": history[-1] if history else {}}
+
+
+@task(cache_policy=NO_CACHE, tags=["gpu"], task_run_name="evaluate-{model_id}")
+def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | None = None) -> dict:
+    """Evaluate a model on the validation split of its dataset version (or on a named eval dataset's
+    samples); every metric becomes a row of `evals` with the split it was measured on."""
+    from mmpipe.evaluate import generation, masked, retrieval
+
+    wh = Warehouse(home)
+    model = model_row(wh, model_id)
+    config = json.loads(model["config"])
+    checkpoint = wh.resolve(model["checkpoint_uri"])
+    if eval_dataset:
+        ds = resolve_dataset(wh, eval_dataset)
+        shards, split, split_name = wh.resolve(ds["shards_uri"]), None, f"{ds['name']}@{ds['version']}"
+    else:
+        ds = dataset_by_id(wh, model["dataset_id"])
+        shards, split, split_name = wh.resolve(ds["shards_uri"]), "val", "val"
+    objective = model["objective"]
+    model_dir = Path(checkpoint) if Path(checkpoint).is_dir() and Path(checkpoint).name != "unet" else \
+        Path(checkpoint).parent
+    grid = None
+    if objective == "contrastive":
+        metrics = retrieval.evaluate_retrieval(config["model_name"], checkpoint, shards, split=split,
+                                               device=config.get("device"))
+    elif objective == "masked":
+        metrics = masked.evaluate_masked(str(model_dir), shards, split=split or "val",
+                                         device=config.get("device"))
+    else:
+        grid = str(model_dir / "samples.png")
+        metrics = generation.evaluate_generation(checkpoint, shards, config["clip_model"],
+                                                 wh.resolve(config.get("clip_pretrained")), split=split,
+                                                 grid_path=grid, device=config.get("device"))
+    wh.record_eval([{"model_id": model["model_id"], "metric": k, "value": float(v), "split": split_name,
+                     "run_id": run_id, "created_at": utcnow()} for k, v in metrics.items()], run_id)
+    lines = [f"# {objective} model `{model['model_id'][:8]}` on {ds['name']}@{ds['version']} ({split_name})", "",
+             "| metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()]]
+    if grid:
+        lines += ["", f"Samples: `{grid}`", "", f"![samples]({Path(grid).as_uri()})"]
+    create_markdown_artifact("\n".join(lines), key=f"eval-{objective}-{model['model_id'][:8]}",
+                             description=f"evaluation of {objective} model")
+    return {"model_id": model["model_id"], "objective": objective, "split": split_name, "metrics": metrics,
+            "grid": grid}
+
+
+@task(cache_policy=NO_CACHE, tags=["gpu"])
+def train_filter_task(shards: str, out_dir: str, steps: int, device: str | None = None) -> str:
+    """Train the tiny CLIP filter on the training split of trusted pairs; returns its checkpoint."""
+    from mmpipe.train.bootstrap import train_filter
+
+    logger = get_run_logger()
+    return str(train_filter(shards, out_dir, steps=steps, device=device, split="train",
+                            on_step=lambda step, m: step % 50 == 0 and logger.info("filter step %d loss %.4f", step,
+                                                                                   m.get("contrastive_loss", 0))))
+
+
+@task(cache_policy=NO_CACHE, tags=["gpu"])
+def calibrate_task(shards: str, model_name: str, checkpoint: str, quantile: float) -> dict:
+    """The min CLIP score that drops only `quantile` of the held-out (validation split) trusted pairs."""
+    from mmpipe.evaluate.filtering import calibrate_min_score
+    from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
+    from mmpipe.train.data import iter_pairs
+
+    pairs = list(iter_pairs(shards, split="val"))
+    scorer = ClipScorer(ClipScoreConfig(model_name, checkpoint, num_workers=0))
+    scores = scorer.score([str(i) for i in range(len(pairs))], [p[0] for p in pairs], [p[1] for p in pairs])
+    return {"min_score": calibrate_min_score([s[0] for s in scores.values()], quantile), "holdout_pairs": len(pairs)}

@@ -119,6 +119,16 @@ def test_mmpipe_demo_end_to_end(tmp_path):
         rows = wh.query_readonly("SELECT n_samples FROM datasets WHERE version = ? AND n_samples = ?",
                                  [version, int(n)]).to_pylist()
         assert rows, (version, n)
+    # the three model families on the curated shapes: quality on the validation split, as printed
+    ev = {(r["objective"], r["metric"]): r["value"] for r in wh.query_readonly(
+        "SELECT m.objective, e.metric, e.value FROM evals e JOIN models m USING (model_id) JOIN datasets d "
+        "USING (dataset_id) WHERE d.name = 'demo-shapes' AND e.split = 'val'").to_pylist()}
+    assert ev[("contrastive", "mean_R@5")] >= 3 * ev[("contrastive", "chance_R@5")]
+    assert ev[("masked", "masked_token_accuracy")] > ev[("masked", "masked_token_unigram_accuracy")]
+    assert ev[("diffusion", "conditioning_gap")] > 0
+    for objective, metric in (("contrastive", "mean_R@5"), ("masked", "masked_token_accuracy")):
+        printed = re.search(rf"{objective}\s+\w+\s+demo-shapes@v1 \[val\].*?{re.escape(metric)} ([\d.]+)", out)
+        assert printed and float(printed.group(1)) == pytest.approx(ev[(objective, metric)], rel=1e-3, abs=1e-3)
     q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-DROP_REASONS = "SELECT drop_reason, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 2 DESC"
-DROPPED_FILES = ("SELECT s.source_key, o.drop_stage, o.drop_reason FROM outcomes o JOIN samples s "
-                 "USING (sample_id) WHERE NOT o.keep LIMIT 20")
+DROP_REASONS = "SELECT coalesce(drop_reason, 'kept') AS outcome, count(*) AS n FROM outcomes GROUP BY 1 ORDER BY 2 DESC"
+DROPPED_FILES = ("SELECT source_key, drop_stage, drop_reason, detail FROM outcomes WHERE NOT keep LIMIT 20")
 DATASETS = "SELECT name, version, n_samples, shards_uri FROM datasets"
 TRANSCRIPTS = ("SELECT s.source_key, t.text, round(t.wer, 3) AS wer FROM transcripts t JOIN samples s "
                "USING (sample_id)")
+BEST_SETTING = ("SELECT d.name || '@' || d.version AS dataset, d.filter_spec->>'min_clip_score' AS min_clip_score, "
+                "m.objective, round(e.value, 3) AS mean_R5 FROM evals e JOIN models m USING (model_id) "
+                "JOIN datasets d USING (dataset_id) WHERE e.metric = 'mean_R@5' ORDER BY e.value DESC")
 
 
 def run_reasons(run_id: str) -> str:
-    """Why one run kept or dropped its samples."""
+    """Why one run kept or dropped its inputs."""
     return f"SELECT drop_reason, count(*) FROM outcomes WHERE run_id = '{run_id}' GROUP BY 1"

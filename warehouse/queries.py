@@ -198,3 +198,53 @@ def dataset_versions(wh: Warehouse, name: str | None = None):
         "SELECT name, version, modality, n_samples, shards_uri, manifest_uri, run_id, "
         "date_trunc('second', created_at) AS created_at FROM datasets WHERE ? IS NULL OR name = ? "
         "ORDER BY name, created_at DESC", [name, name])
+
+
+def resolve_dataset(wh: Warehouse, spec: str) -> dict:
+    """The `datasets` row of NAME@VERSION, NAME@TAG (a tag set by a sweep), or NAME (its newest version)."""
+    name, _, version = spec.partition("@")
+    rows = wh.sql("SELECT * FROM datasets WHERE name = ?", [name]).to_pylist()
+    if not rows:
+        known = wh.sql("SELECT DISTINCT name FROM datasets ORDER BY 1").column("name").to_pylist()
+        raise LookupError(f"no dataset {name!r} in this warehouse (datasets: {', '.join(known) or 'none yet'})")
+    if version:
+        tagged = wh.sql("SELECT version FROM dataset_tags WHERE name = ? AND tag = ?", [name, version]).to_pylist()
+        version = tagged[0]["version"] if tagged else version
+        match = [r for r in rows if r["version"] == version]
+        if not match:
+            raise LookupError(f"dataset {name} has no version {version!r} (versions: "
+                              f"{', '.join(sorted(r['version'] for r in rows))})")
+        return match[0]
+    return max(rows, key=lambda r: int(r["version"][1:]) if r["version"][1:].isdigit() else -1)
+
+
+def dataset_by_id(wh: Warehouse, dataset_id: str) -> dict:
+    """One `datasets` row by id."""
+    rows = wh.sql("SELECT * FROM datasets WHERE dataset_id = ?", [dataset_id]).to_pylist()
+    if not rows:
+        raise LookupError(f"no dataset with id {dataset_id}")
+    return rows[0]
+
+
+def model_row(wh: Warehouse, model_id: str) -> dict:
+    """One `models` row; a unique prefix of the id is enough."""
+    rows = wh.sql("SELECT * FROM models WHERE model_id LIKE ? || '%'", [model_id]).to_pylist()
+    if len(rows) != 1:
+        raise LookupError(f"no model {model_id!r}" if not rows else f"model id {model_id!r} is ambiguous")
+    return rows[0]
+
+
+def latest_model(wh: Warehouse, objective: str, dataset_id: str | None = None) -> dict | None:
+    """The newest trained model of an objective (on a dataset version, when given)."""
+    rows = wh.sql("SELECT * FROM models WHERE objective = ? AND status = 'trained' AND (? IS NULL OR dataset_id = ?) "
+                  "ORDER BY created_at DESC LIMIT 1", [objective, dataset_id, dataset_id]).to_pylist()
+    return rows[0] if rows else None
+
+
+def models_with_evals(wh: Warehouse, model_ids: list[str] | None = None):
+    """Models with their dataset version and every metric (Arrow, one row per model x metric x split)."""
+    return wh.query_readonly(
+        "SELECT m.model_id, m.objective, d.name || '@' || d.version AS dataset, e.metric, e.split, "
+        "round(e.value, 4) AS value FROM models m LEFT JOIN datasets d USING (dataset_id) "
+        "LEFT JOIN evals e USING (model_id) WHERE ? IS NULL OR list_contains(?, m.model_id) "
+        "ORDER BY m.created_at, m.model_id, e.metric", [model_ids, model_ids])

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS evals (
     model_id VARCHAR, metric VARCHAR, value DOUBLE, split VARCHAR, run_id VARCHAR, created_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS dataset_tags (
+    name VARCHAR, tag VARCHAR, version VARCHAR, reason VARCHAR, run_id VARCHAR, created_at TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS train_steps (
     model_id VARCHAR, step BIGINT, samples_seen BIGINT, metric VARCHAR, value DOUBLE, run_id VARCHAR
 );
@@ -161,6 +164,14 @@ COMMENT ON COLUMN evals.value IS 'The value';
 COMMENT ON COLUMN evals.split IS 'Where it was measured (val, train, a named eval set)';
 COMMENT ON COLUMN evals.run_id IS 'The run that measured it';
 COMMENT ON COLUMN evals.created_at IS 'UTC';
+
+COMMENT ON TABLE dataset_tags IS 'Named pointers to dataset versions (NAME@TAG), e.g. the best setting of a sweep';
+COMMENT ON COLUMN dataset_tags.name IS 'Dataset name';
+COMMENT ON COLUMN dataset_tags.tag IS 'Tag, used as NAME@TAG wherever a dataset version is named';
+COMMENT ON COLUMN dataset_tags.version IS 'The version it points to';
+COMMENT ON COLUMN dataset_tags.reason IS 'Why it points there';
+COMMENT ON COLUMN dataset_tags.run_id IS 'The run that set it';
+COMMENT ON COLUMN dataset_tags.created_at IS 'UTC';
 
 COMMENT ON TABLE train_steps IS 'Per-step training metrics';
 COMMENT ON COLUMN train_steps.model_id IS 'The model being trained';

@@ -17,7 +17,7 @@ from warehouse.catalog import Catalog, catalog_for, connect, retrying, write_loc
 from warehouse.guard import QueryError, ReadOnlyError, check_user_query
 
 _SQL_DIR = Path(__file__).parent
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ TABLES: dict[str, TableSpec] = {
     "models": TableSpec(("model_id",), "last"),
     "evals": TableSpec(("model_id", "metric", "split", "run_id"), "last"),
     "train_steps": TableSpec(("model_id", "step", "metric"), "first"),
+    "dataset_tags": TableSpec(("name", "tag"), "last"),
 }
 VIEWS = ("outcomes", "run_summary")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,14 @@ class ClipBundle:
     pretrained: str
 
 
+class _RandomInitNotice(logging.Filter):
+    """open_clip warns on the root logger whenever a model is built without weights, which is what
+    training from scratch means; that line is noise in our output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded for model")
+
+
 def register_configs() -> None:
     """Make the tiny configs shipped in mmpipe/models/configs known to open_clip."""
     global _registered
@@ -47,6 +56,7 @@ def register_configs() -> None:
         return
     import open_clip
 
+    logging.getLogger().addFilter(_RandomInitNotice())
     for path in sorted(CONFIG_DIR.glob("*.json")):
         open_clip.add_model_config(path)
     _registered = True

@@ -179,6 +179,9 @@ def load_diffusion(path: str | Path, device: str = "cpu") -> Diffusion:
     import open_clip
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # its hint to install `accelerate` is noise here
     out = Path(path)
     out = out.parent if out.name == "unet" else out
     meta = json.loads((out / META_FILE).read_text())

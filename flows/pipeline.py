@@ -1,0 +1,34 @@
+"""The whole loop on one source: curate, train the three objectives on the new version, evaluate."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.curate import curate_flow
+from flows.train import train_contrastive_flow, train_diffusion_flow, train_masked_flow
+from mmpipe.home import resolve_home
+from mmpipe.models.names import TINY_CLIP
+
+
+@flow(name="pipeline")
+def pipeline_flow(source: str, name: str, home: str | None = None, curate: dict | None = None,
+                  objectives: tuple[str, ...] = ("contrastive", "masked", "diffusion"), steps: int = 300,
+                  batch_size: int = 64, device: str | None = None, contrastive_model: str = TINY_CLIP) -> dict:
+    """Curate `source` into NAME (a new version), then train and evaluate each objective on it; the
+    diffusion model conditions on the contrastive model trained here."""
+    home = str(resolve_home(home))
+    cur = curate_flow(source, name, home=home, **(curate or {}))
+    dataset = f"{name}@{cur['dataset']['version']}"
+    out = {"curate": cur, "dataset": dataset}
+    common = {"home": home, "steps": steps, "device": device}
+    if "contrastive" in objectives:
+        out["contrastive"] = train_contrastive_flow(dataset, model_name=contrastive_model, batch_size=batch_size,
+                                                    **common)
+    if "masked" in objectives:
+        out["masked"] = train_masked_flow(dataset, batch_size=batch_size, **common)
+    if "diffusion" in objectives:
+        clip = out.get("contrastive")
+        out["diffusion"] = train_diffusion_flow(dataset, clip_model=contrastive_model if clip else None,
+                                                clip_pretrained=clip["checkpoint"] if clip else None,
+                                                batch_size=max(8, batch_size // 2), **common)
+    return out

@@ -1,0 +1,132 @@
+"""Commands that train and evaluate models on curated dataset versions, and the whole loop."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mmpipe.cli_common import HomeOpt, guarded, home_of, start_flows, warehouse
+from mmpipe.cli_output import emit, print_models, print_outcomes
+from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
+
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Train on a curated dataset version: contrastive, masked or diffusion.")
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@TAG (newest version when "
+                                                           "no version is given).")]
+Steps = Annotated[int, typer.Option(help="Optimizer steps (ignored with --samples).")]
+Samples = Annotated[Optional[int], typer.Option(help="Train for this many samples seen instead of --steps.")]
+Device = Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes that decode.")]
+Evaluate = Annotated[bool, typer.Option(help="Evaluate when training ends.")]
+EvalSet = Annotated[Optional[str], typer.Option(help="Evaluate on this dataset's samples instead of the "
+                                                     "validation split.")]
+
+
+def _done(result: dict, home) -> None:
+    typer.echo(f"\n{result['objective']} model {result['model_id']} trained on {result['dataset']}: "
+               f"{result['steps']} steps, {result['samples_seen']} samples seen -> {result['checkpoint']}")
+    if result.get("evals"):
+        print_models(warehouse(home), [result["model_id"]])
+
+
+@train_app.command("contrastive")
+@guarded
+def contrastive(dataset: DatasetOpt, model: Annotated[str, typer.Option(help="open_clip model name (tiny configs "
+                                                                              "ship; ViT-B-32 and up on GPUs).")] = TINY_CLIP,
+                pretrained: Annotated[Optional[str], typer.Option(help="Initialise from this checkpoint or tag.")] = None,
+                siglip: Annotated[bool, typer.Option(help="SigLIP's sigmoid loss instead of CLIP's.")] = False,
+                steps: Steps = 300, samples: Samples = None, batch_size: int = 64, lr: float = 2e-3,
+                device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
+                home: HomeOpt = None) -> None:
+    """Train a CLIP-style model (open_clip's ClipLoss, or SigLipLoss with --siglip)."""
+    start_flows(home)
+    from flows.train import train_contrastive_flow
+
+    _done(train_contrastive_flow(dataset, home=str(home_of(home)), model_name=model, pretrained=pretrained,
+                                 siglip=siglip, steps=steps, samples=samples, batch_size=batch_size, lr=lr,
+                                 device=device, num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset), home)
+
+
+@train_app.command("masked")
+@guarded
+def masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 64, lr: float = 2e-3,
+           image_mask_ratio: float = 0.75, text_mask_ratio: float = 0.3, text_loss_weight: float = 0.5,
+           device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
+           home: HomeOpt = None) -> None:
+    """Train an M3AE-style masked multimodal autoencoder (image patches + caption tokens)."""
+    start_flows(home)
+    from flows.train import train_masked_flow
+
+    model = {"image_mask_ratio": image_mask_ratio, "text_mask_ratio": text_mask_ratio,
+             "text_loss_weight": text_loss_weight}
+    _done(train_masked_flow(dataset, home=str(home_of(home)), model=model, steps=steps, samples=samples,
+                            batch_size=batch_size, lr=lr, device=device, num_workers=workers, evaluate=evaluate,
+                            eval_dataset=eval_dataset), home)
+
+
+@train_app.command("diffusion")
+@guarded
+def diffusion(dataset: DatasetOpt,
+              clip_model: Annotated[Optional[str], typer.Option(help="open_clip text tower to condition on (default: "
+                                                                     "the newest contrastive model on the dataset).")] = None,
+              clip_pretrained: Annotated[Optional[str], typer.Option(help="Its checkpoint or tag.")] = None,
+              steps: Steps = 300, samples: Samples = None, batch_size: int = 32, lr: float = 2e-3,
+              device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
+              home: HomeOpt = None) -> None:
+    """Train a text-conditioned pixel diffusion model (diffusers UNet2DConditionModel, DDPM)."""
+    start_flows(home)
+    from flows.train import train_diffusion_flow
+
+    _done(train_diffusion_flow(dataset, home=str(home_of(home)), clip_model=clip_model, clip_pretrained=clip_pretrained,
+                               steps=steps, samples=samples, batch_size=batch_size, lr=lr, device=device,
+                               num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset), home)
+
+
+@guarded
+def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a unique prefix), see `mmpipe models`.")],
+             eval_dataset: EvalSet = None, home: HomeOpt = None) -> None:
+    """Evaluate a trained model again (on its validation split, or on another dataset's samples)."""
+    start_flows(home)
+    from flows.evaluate import evaluate_flow
+
+    result = evaluate_flow(model_id, home=str(home_of(home)), eval_dataset=eval_dataset)
+    print_models(warehouse(home), [result["model_id"]])
+
+
+@guarded
+def models(format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, jsonl")] = "table",
+           home: HomeOpt = None) -> None:
+    """Trained models with their dataset version and metrics."""
+    from warehouse.queries import models_with_evals
+
+    emit(models_with_evals(warehouse(home)), format, None, 1000)
+
+
+@guarded
+def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` takes.")],
+             name: Annotated[str, typer.Option("--name", help="Dataset name; a new version is curated.")],
+             clip_model: Annotated[str, typer.Option(help="CLIP for the filter (or none).")] = CLIP_MODEL,
+             clip_pretrained: Annotated[Optional[str], typer.Option(help="Its tag or checkpoint.")] = CLIP_PRETRAINED,
+             min_clip_score: Optional[float] = None, keep_fraction: Optional[float] = None, min_side: int = 200,
+             objectives: Annotated[str, typer.Option(help="Comma-separated: contrastive,masked,diffusion")] =
+             "contrastive,masked,diffusion",
+             steps: Steps = 300, batch_size: int = 64, device: Device = None, home: HomeOpt = None) -> None:
+    """The whole loop: curate SOURCE into a new version of NAME, then train and evaluate each objective on it."""
+    from mmpipe.cli_common import fail
+    from mmpipe.sources import SourceSpec, validate
+
+    wanted = tuple(o.strip() for o in objectives.split(",") if o.strip())
+    if not set(wanted) <= {"contrastive", "masked", "diffusion"}:
+        fail(f"unknown objective in {objectives!r}; use contrastive, masked, diffusion")
+    validate(SourceSpec(source))
+    start_flows(home)
+    from flows.pipeline import pipeline_flow
+
+    curate = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "min_clip_score": min_clip_score,
+              "keep_fraction": keep_fraction, "min_side": min_side, "device": device}
+    result = pipeline_flow(source, name, home=str(home_of(home)), curate=curate, objectives=wanted, steps=steps,
+                           batch_size=batch_size, device=device)
+    print_outcomes(result["curate"])
+    typer.echo(f"\ntrained on {result['dataset']}:")
+    print_models(warehouse(home), [result[o]["model_id"] for o in wanted])
