@@ -160,6 +160,15 @@ def write_manifest(rows: list[dict], path: str | Path) -> Path:
     return path
 
 
+def write_ids(sample_ids: list[str], path: str | Path) -> Path:
+    """A Parquet file of sample ids (a split, or a subset), written atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table({"sample_id": pa.array(sample_ids, pa.string())}), tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int]) -> tuple[dict[str, int], dict[str, str], str]:
     """Rename the non-empty parts (out_dir/parts/*.tar) to contiguous shard names so one brace
     pattern covers the dataset; write sizes.json. Returns (sizes, sample id -> shard, pattern).

@@ -161,3 +161,14 @@ def drop(row: dict, reason: str, detail: str | None = None, stage: str = "decode
         raise ValueError(f"drop reason {reason!r} is not in the vocabulary")
     row.update(keep=False, drop_reason=reason, drop_detail=detail, drop_stage=stage)
     return row
+
+
+def _unit_hash(text: str) -> float:
+    """A uniform number in [0, 1) from a string, the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") / 2**64
+
+
+def split_of(sample_id: str, val_fraction: float = 0.1) -> str:
+    """'val' or 'train', decided by a hash of the sample id alone, so a sample stays on its side
+    in every dataset version that contains it."""
+    return "val" if _unit_hash("mmpipe-split:" + sample_id) < val_fraction else "train"

@@ -12,8 +12,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mmpipe.export import export_shard, finalize_shards, read_staged, write_manifest
-from mmpipe.schema import MAX_PIXELS
+from mmpipe.export import export_shard, finalize_shards, read_staged, write_ids, write_manifest
+from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
 from warehouse.queries import dataset_version, export_meta, manifest_rows, score_quantiles
@@ -71,13 +71,16 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     out = Path(out_dir)
     sizes, shard_of, pattern = finalize_shards(out, part_sizes)
     rows = manifest_rows(wh, run_id, modality, model_key or {})
-    manifest = write_manifest([{**r, "shard": shard_of.get(r["sample_id"])} for r in rows], out / "manifest.parquet")
+    rows = [{**r, "shard": shard_of.get(r["sample_id"]), "split": split_of(r["sample_id"])} for r in rows]
+    manifest = write_manifest(rows, out / "manifest.parquet")
+    val_ids = write_ids([r["sample_id"] for r in rows if r["split"] == "val"], out / "val_ids.parquet")
     shutil.rmtree(out / "parts", ignore_errors=True)
     shards_uri = str(out / pattern) if pattern else ""
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
                          "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": sum(sizes.values()),
                          "manifest_uri": wh.relative(manifest), "shards_uri": wh.relative(shards_uri) if pattern else "",
+                         "val_ids_uri": wh.relative(val_ids),
                          "run_id": run_id, "created_at": utcnow()}, run_id)
     return {"dataset_id": dataset_id, "name": name, "version": version, "n_samples": sum(sizes.values()),
             "shards_uri": shards_uri, "manifest_uri": str(manifest), "out_dir": str(out)}

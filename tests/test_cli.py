@@ -104,7 +104,8 @@ def test_mmpipe_demo_end_to_end(tmp_path):
             for mem in tf:
                 if mem.name.endswith(".json"):
                     truth[f"{shard.name}/{mem.name[:-5]}"] = json.loads(tf.extractfile(mem).read())
-    curate_run = wh.query_readonly("SELECT run_id FROM runs WHERE flow = 'curate'").column("run_id")[0].as_py()
+    curate_run = wh.query_readonly("SELECT run_id FROM run_summary WHERE flow = 'curate' AND name = 'demo-shapes'"
+                                   ).column("run_id")[0].as_py()
     outcomes = wh.query_readonly("SELECT source_key, drop_stage FROM outcomes WHERE run_id = ?",
                                  [curate_run]).to_pylist()
     dropped = {o["source_key"] for o in outcomes if o["drop_stage"] == "clip_filter"}

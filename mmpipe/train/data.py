@@ -10,7 +10,6 @@ Nothing holds the dataset: memory is one shuffle buffer of encoded samples per w
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -26,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmpipe.schema import _unit_hash, split_of  # noqa: F401  (split_of: the one split rule, re-exported)
 from mmpipe.stages.decode import DecodeError, decode_image
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 # webdataset's grouping rule: the key is the member path up to the first dot of its base name
 _KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-
-
-def _unit_hash(text: str) -> float:
-    """A uniform number in [0, 1) from a string, the same on every machine and Python run."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") / 2**64
-
-
-def split_of(sample_id: str, val_fraction: float = 0.1) -> str:
-    """'val' or 'train', decided by a hash of the sample id alone, so a sample stays on its side
-    in every dataset version that contains it."""
-    return "val" if _unit_hash("mmpipe-split:" + sample_id) < val_fraction else "train"
 
 
 def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:

@@ -45,6 +45,13 @@ def test_contrastive_flow_records_model_lineage_steps_and_evals(curated):
     evals = {r["metric"]: r for r in wh.sql("SELECT * FROM evals WHERE model_id = ?",
                                             [result["model_id"]]).to_pylist()}
     assert evals["mean_R@5"]["split"] == "val" and evals["mean_R@5"]["value"] > evals["chance_R@5"]["value"]
+    import pyarrow.parquet as pq
+
+    from mmpipe.schema import split_of
+
+    val_uri = wh.sql("SELECT val_ids_uri FROM datasets WHERE name = 'shapes'").column("val_ids_uri")[0].as_py()
+    val = pq.read_table(wh.resolve(val_uri))["sample_id"].to_pylist()  # the version's recorded split
+    assert val and all(split_of(s) == "val" for s in val) and evals["n_pairs"]["value"] == len(val)
     register_configs()
     open_clip.create_model_and_transforms("mmpipe-micro-clip", pretrained=wh.resolve(model["checkpoint_uri"]))
 
