@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/memory_scaling.py [--small 2000] [--large 20000]
 
-Each size runs in its own process (its own ephemeral Prefect server) with the tiny CLIP, and reports
-its peak RSS; prints ratio = peak(large) / peak(small). Goal: <= 1.2.
+Each size is written by one process and curated by another (its own ephemeral Prefect server) with
+the tiny CLIP, which reports its peak RSS; prints ratio = peak(large) / peak(small). Goal: <= 1.2.
 """
 
 from __future__ import annotations
@@ -16,14 +16,19 @@ import sys
 import tempfile
 import time
 
+# The data is written by one process and curated by another, so the peak is the curation's alone
+# (generating the synthetic set holds every image in memory).
+WRITE = r"""
+import sys
+from mmpipe.demo.shapes import write_shapes
+print(write_shapes(sys.argv[2] + "/data", n=int(sys.argv[1]), n_seed=8, n_holdout=8, shard_size=500).pattern)
+"""
 CHILD = r"""
 import json, resource, sys, time
-from mmpipe.demo.shapes import write_shapes
 from flows.curate import curate_flow
-n, root = int(sys.argv[1]), sys.argv[2]
-s = write_shapes(root + "/data", n=n, n_seed=8, n_holdout=8, shard_size=500)
+n, root, pattern = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 t = time.perf_counter()
-r = curate_flow(s.pattern, "mem", home=root + "/home", min_side=64, clip_model="mmpipe-tiny-clip",
+r = curate_flow(pattern, "mem", home=root + "/home", min_side=64, clip_model="mmpipe-tiny-clip",
                 clip_pretrained=None, keep_fraction=0.8, clip_workers=0)
 print(json.dumps({"n": n, "seconds": time.perf_counter() - t, "kept": r["kept"], "ingested": r["ingested"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -34,7 +39,12 @@ def run(n: int) -> dict:
     with tempfile.TemporaryDirectory() as root:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_LOGGING_LEVEL="ERROR", MMPIPE_HOME=root + "/home", HF_HUB_OFFLINE="1")
-        out = subprocess.run([sys.executable, "-c", CHILD, str(n), root], env=env, capture_output=True, text=True)
+        data = subprocess.run([sys.executable, "-c", WRITE, str(n), root], env=env, capture_output=True, text=True)
+        if data.returncode:
+            raise SystemExit(data.stderr[-3000:])
+        pattern = data.stdout.strip().splitlines()[-1]
+        out = subprocess.run([sys.executable, "-c", CHILD, str(n), root, pattern], env=env, capture_output=True,
+                             text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         return json.loads(out.stdout.strip().splitlines()[-1])
