@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmpipe import cli_curate, cli_demo, cli_query, cli_train
+from mmpipe import cli_curate, cli_demo, cli_query, cli_server, cli_train
 from mmpipe.cli_common import OPTIONS, version
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -42,7 +42,8 @@ def main(home: Annotated[Optional[Path], typer.Option("--home", help="Warehouse 
 for module, names in ((cli_query, ("sql", "tables", "runs", "datasets")),
                       (cli_curate, ("ingest", "curate", "transcribe")),
                       (cli_demo, ("demo",)),
-                      (cli_train, ("evaluate", "models", "pipeline"))):
+                      (cli_train, ("evaluate", "models", "pipeline")),
+                      (cli_server, ("server",))):
     for name in names:
         app.command(name)(getattr(module, name))
 app.add_typer(cli_train.train_app, name="train")

@@ -118,6 +118,11 @@ def start_flows(home: Optional[Path]) -> Path:
     if not OPTIONS["verbose"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     configure_prefect(root)
+    if not os.environ.get("PREFECT_API_URL"):
+        from mmpipe.cli_server import private_server
+
+        # Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9.
+        os.environ["PREFECT_API_URL"] = private_server()
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
     from tasks.runs import CANCEL_HOOKS
 

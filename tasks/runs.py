@@ -51,8 +51,12 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def finish_run(home: str, run_id: str, flow: str, status: str, warnings: list | None = None) -> None:
-    """Close a run with its final status (and what went wrong without failing it)."""
-    Warehouse(home).record_run(run_id, flow, status, warnings=warnings)
+    """Close a run with its final status (and what went wrong without failing it); a finished run
+    also clears data files that writers killed mid-commit left behind."""
+    wh = Warehouse(home)
+    wh.record_run(run_id, flow, status, warnings=warnings)
+    if status.startswith(COMPLETED):
+        wh.delete_orphans()
 
 
 @dataclass

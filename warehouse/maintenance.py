@@ -32,6 +32,7 @@ def compact(wh: Warehouse, expire_older_than: str | None = None) -> dict:
             removed += len(cur.execute("SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)")
                            .fetchall())
         cur.close()
+    removed += wh.delete_orphans()
     return {"live_files_before": before, "live_files_after": _live_files(wh), "snapshots_expired": expired,
             "files_deleted": removed}
 

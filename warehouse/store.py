@@ -217,6 +217,21 @@ class Warehouse:
         got = cur.execute(f"MERGE INTO lake.main.{_q(table)} t USING temp.main._in s ON ({on}) {when}").fetchone()
         return int(got[0]) if got else 0
 
+    def delete_orphans(self) -> int:
+        """Delete data files no snapshot references (left by a writer killed mid-commit); returns how many.
+
+        Safe without a grace period because every writer writes inside the write lock held here.
+        """
+        if self.read_only:
+            return 0
+        with write_lock(self.catalog):
+            cur = self._cursor()
+            try:
+                return len(cur.execute("SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)")
+                           .fetchall())
+            finally:
+                cur.close()
+
     def register_dataset(self, row: dict[str, Any], run_id: str | None = None) -> None:
         """Record a dataset version (one row of `datasets`); its snapshot is the dataset's version in time."""
         self.write_many({"datasets": _row_table(row)},

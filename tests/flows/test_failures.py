@@ -142,3 +142,47 @@ def test_a_read_only_home_can_be_queried(tmp_path):
         assert out.exit_code == 1 and "must be writable" in out.output
     finally:
         subprocess.run(["umount", "-l", str(home)], capture_output=True)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_a_flow_command_leaves_no_process_behind(tmp_path, trickle_server):
+    pq.write_table(pa.table({"url": [f"{trickle_server}/{i}.jpg" for i in range(4)],
+                             "caption": [f"caption number {i}" for i in range(4)]}), tmp_path / "urls.parquet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    home = tmp_path / "home"
+    exe = str(Path(sys.executable).with_name("mmpipe"))
+    proc = subprocess.Popen([exe, "curate", str(tmp_path / "urls.parquet"), "--name", "k", "--clip-model", "none",
+                             "--home", str(home)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (home / "lake" / "catalog.json").exists():
+        time.sleep(0.5)
+    time.sleep(3)
+    children = _children(proc.pid)
+    assert children, "the command runs its Prefect API server as a child"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children)

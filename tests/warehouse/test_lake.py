@@ -87,6 +87,9 @@ def test_a_writer_killed_mid_write_leaves_whole_batches_only(tmp_path):
         assert s == d and s % 1000 == 0 and s > 0, (tag, s, d)  # a batch is there whole, with its decisions
     health = check(wh)
     assert health["ok"] and health["missing"] == []
+    before = wh.sql("SELECT count(*) AS n FROM samples").column("n")[0].as_py()
+    assert wh.delete_orphans() == len(health["orphans"])  # what killed writers left mid-commit
+    assert check(wh)["orphans"] == [] and wh.sql("SELECT count(*) AS n FROM samples").column("n")[0].as_py() == before
 
 
 def test_a_pre_ducklake_home_migrates_in_place(tmp_path):

@@ -1,0 +1,99 @@
+"""The Prefect API a flow command talks to: a running server when PREFECT_API_URL is set, else a
+private one started for the command, tied to it so that it never outlives it (not even kill -9);
+and `mmpipe server`, a long-lived local server with its database under the home."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmpipe.cli_common import HomeOpt, fail, guarded, home_of
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the command that started it dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def private_server(timeout_s: float = 120.0) -> str:
+    """Start a temporary Prefect API for this command (as Prefect's ephemeral mode does, but bound to
+    our lifetime) and return its URL. Its database lives in PREFECT_HOME (under the mmpipe home)."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    env.pop("PREFECT_API_URL", None)
+    from importlib.util import find_spec
+
+    app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
+                             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                            env=env, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    atexit.register(_stop, proc)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(url):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Prefect API server exited: {proc.stderr.read().decode()[-500:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Prefect API server did not answer within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return url
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@guarded
+def server(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4200,
+           ui: Annotated[bool, typer.Option(help="Serve Prefect's web UI too.")] = True,
+           home: HomeOpt = None) -> None:
+    """Run a local Prefect server (database under <home>/prefect) for the UI, deployments and `mmpipe serve`.
+
+    Point commands at it with PREFECT_API_URL=http://127.0.0.1:PORT/api; flow commands then reuse it.
+    """
+    from mmpipe.home import configure_prefect
+
+    root = home_of(home)
+    configure_prefect(root)
+    env = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
+    env.pop("PREFECT_API_URL", None)
+    typer.echo(f"Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={env['PREFECT_HOME']}); "
+               f"export PREFECT_API_URL=http://127.0.0.1:{port}/api")
+    code = subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                            "--port", str(port)], env=env)
+    if code:
+        fail(f"prefect server exited with {code}", code)
