@@ -157,7 +157,13 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
                             f"{spec.split or 'train'}:", shard.index), None
     origin = Path(shard.origin or spec.path)
     if shard.row_groups:
-        records = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
+        try:
+            records = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
+        except (pa.ArrowException, OSError) as e:  # a corrupt row group: the shard broke, the run goes on
+            from mmpipe.schema import batch_from_rows
+
+            return batch_from_rows([], shard.index), (f"rows {shard.start}-{shard.stop} of {origin.name} cannot be "
+                                                      f"read ({type(e).__name__}: {str(e).strip()[:160]})")
     else:
         import pyarrow.parquet as pq
 

@@ -66,12 +66,20 @@ def _first_json_record(path: Path, look: int = 1000) -> dict:
     raise ValueError(f"{path}: no JSON object among its first {look} lines (expected one object per line)")
 
 
+def _parquet(path: str | Path) -> pq.ParquetFile:
+    """Open a Parquet file; one that cannot be read is a clear error naming it."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable Parquet file ({str(e).strip()[:200]})") from None
+
+
 def column_names(path: str | Path) -> list[str]:
     """The table's column names, read from its header or first record only."""
     path = Path(path)
     kind = _kind(path)
     if kind == "parquet":
-        return pq.ParquetFile(path).schema_arrow.names
+        return _parquet(path).schema_arrow.names
     if kind == "csv":
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
             return next(csv.reader(f), [])
@@ -182,7 +190,7 @@ def materialize(path: str | Path, cols: TableColumns, shard_size: int, workdir: 
 
 def parquet_groups(path: str | Path, shard_size: int) -> list[tuple[tuple[int, ...], int, int]]:
     """Row groups of a Parquet file packed into shards of about `shard_size` rows: [(groups, first row, rows)]."""
-    meta = pq.ParquetFile(path).metadata
+    meta = _parquet(path).metadata
     out, groups, first, n, row = [], [], 0, 0, 0
     for g in range(meta.num_row_groups):
         if not groups:
@@ -201,9 +209,9 @@ def parquet_groups(path: str | Path, shard_size: int) -> list[tuple[tuple[int, .
 
 def read_parquet_rows(path: str | Path, groups: tuple[int, ...], first_row: int, cols: TableColumns) -> list[dict]:
     """The records of some row groups of a Parquet source, in PART_SCHEMA's shape (media may be bytes)."""
-    pf = pq.ParquetFile(path)
+    pf = _parquet(path)
     media, text = resolve_columns(pf.schema_arrow.names, cols)
-    table = pf.read_row_groups(list(groups), columns=[c for c in (media, text) if c])
+    table = pf.read_row_groups(list(groups), columns=[c for c in (media, text) if c])  # may raise: see read_shard
     medias = table.column(media).to_pylist()
     texts = table.column(text).to_pylist() if text else [None] * len(medias)
     out = []

@@ -192,3 +192,22 @@ def test_a_corrupt_img2dataset_parquet_does_not_lose_the_tar(tmp_path):
     batch, error = read_shard(SourceSpec(str(tmp_path)), plan_shards(SourceSpec(str(tmp_path)))[0], "t")
     assert batch.num_rows == 1 and batch["keep"][0].as_py() and "unreadable" in error
     assert json.loads(json.dumps(error))  # a plain message, recorded as the run's warning
+
+
+def test_a_parquet_with_flipped_bytes_is_a_named_error_not_a_traceback(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    pq.write_table(pa.table({"url": ["a.jpg"] * 50, "caption": [f"caption {i} " * 20 for i in range(50)]}),
+                   tmp_path / "t.parquet", row_group_size=25, compression="none")
+    data = bytearray((tmp_path / "t.parquet").read_bytes())
+    for i in range(200, 1200):  # inside the first row group's pages; the footer stays intact
+        data[i] ^= 0x5A
+    (tmp_path / "bad.parquet").write_bytes(bytes(data))
+    spec = SourceSpec(str(tmp_path / "bad.parquet"), shard_size=20)  # one row group per shard
+    shards = plan_shards(spec)
+    results = [read_shard(spec, s, "t") for s in shards]
+    errors = [e for _, e in results if e]
+    assert errors and "bad.parquet" in errors[0] and "rows 0-25" in errors[0]
+    assert sum(b.num_rows for b, _ in results) == 25  # the other row group is read and accounted
+    (tmp_path / "footer.parquet").write_bytes(bytes(data[:-20]) + b"\x00" * 16 + b"PAR1")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        plan_shards(SourceSpec(str(tmp_path / "footer.parquet")))
