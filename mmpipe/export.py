@@ -191,3 +191,51 @@ def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int]) -> tuple[di
     pattern = "" if not parts else (SHARD_NAME.format(0) if last == 0 else
                                     "shard-{000000.." + f"{last:06d}" + "}.tar")
     return sizes, shard_of, pattern
+
+
+def _feature(value) -> dict:
+    if isinstance(value, bool):
+        return {"dtype": "bool"}
+    if isinstance(value, int):
+        return {"dtype": "int64"}
+    if isinstance(value, float):
+        return {"dtype": "float64"}
+    return {"dtype": "string"}
+
+
+def write_card(out_dir: str | Path, name: str, version: str, modality: str, example_json: dict | None) -> Path:
+    """README.md with the `datasets` card (features and data files), so `load_dataset(<this folder>)`
+    reads the shards as they are: images decode with PIL; audio stays FLAC bytes, which needs no
+    torchcodec/FFmpeg (decode them with `mmpipe.export.decode_audio`)."""
+    import yaml
+
+    media = {"name": "jpg", "dtype": "image"} if modality == "image" else {"name": "flac", "dtype": "binary"}
+    fields = [{"name": k, **_feature(v)} for k, v in sorted((example_json or {}).items())
+              if not isinstance(v, (dict, list))]
+    card = {"dataset_info": {"features": [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
+                                          media, {"name": "txt", "dtype": "string"},
+                                          {"name": "json", "struct": fields or [{"name": "sample_id", "dtype": "string"}]}]},
+            "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "shard-*.tar"}]}]}
+    text = (f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n\n# {name} {version}\n\n"
+            f"Curated by mmpipe: WebDataset shards (key.{media['name']}, key.txt, key.json), `sizes.json`, "
+            "`manifest.parquet` (one row per sample) and `val_ids.parquet` (the validation split).\n\n"
+            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"<this folder>\", split=\"train\")\n```\n")
+    path = Path(out_dir) / "README.md"
+    path.write_text(text)
+    return path
+
+
+def decode_audio(flac: bytes):
+    """FLAC bytes of an exported audio shard as 16 kHz mono float32 samples (PyAV, no system tools)."""
+    from faster_whisper import decode_audio as decode
+
+    return decode(io.BytesIO(flac), sampling_rate=AUDIO_SAMPLE_RATE)
+
+
+def first_json(path: str | Path) -> dict | None:
+    """The first sample's json of a shard (what the dataset card declares), or None."""
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if m.name.endswith(".json"):
+                return json.loads(tf.extractfile(m).read())
+    return None

@@ -12,7 +12,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mmpipe.export import export_shard, finalize_shards, read_staged, write_ids, write_manifest
+from mmpipe.export import (export_shard, finalize_shards, first_json, read_staged, write_card, write_ids,
+                           write_manifest)
 from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
@@ -75,6 +76,7 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     manifest = write_manifest(rows, out / "manifest.parquet")
     val_ids = write_ids([r["sample_id"] for r in rows if r["split"] == "val"], out / "val_ids.parquet")
     shutil.rmtree(out / "parts", ignore_errors=True)
+    write_card(out, name, version, modality, first_json(out / "shard-000000.tar") if sizes else None)
     shards_uri = str(out / pattern) if pattern else ""
     dataset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mmpipe:{name}:{version}:{run_id}"))
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,

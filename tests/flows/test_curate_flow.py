@@ -66,6 +66,10 @@ def test_every_sample_is_kept_or_dropped_and_the_dataset_is_published(curate, sh
     import webdataset as wds
 
     assert not ds[0]["shards_uri"].startswith("/")  # relative to the home, so the home can move
+    from datasets import load_dataset
+
+    loaded = load_dataset(result["dataset"]["out_dir"], split="train")
+    assert len(loaded) == kept and loaded[0]["jpg"].mode == "RGB" and "clip_score" in loaded[0]["json"]
     assert sum(1 for _ in wds.WebDataset(wh.resolve(ds[0]["shards_uri"]), shardshuffle=False)) == kept
     scored = wh.query_readonly("SELECT count(*) AS n FROM clip_scores").column("n")[0].as_py()
     embedded = wh.query_readonly("SELECT count(*) AS n, min(dim) AS d FROM clip_embeddings").to_pylist()[0]
