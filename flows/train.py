@@ -15,7 +15,7 @@ from flows.evaluate import evaluate_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
 from tasks.runs import tracked_run
-from tasks.train import model_id_for, register_model_task, resolve_dataset_task, train_task
+from tasks.train import announce_model, model_id_for, register_model_task, resolve_dataset_task, train_task
 from warehouse import Warehouse
 from warehouse.queries import latest_model
 
@@ -32,6 +32,7 @@ def _train(objective: str, dataset: str, home: str | None, params: dict, options
         result = train_task(home, run.run_id, model_id, objective, ds["shards"], str(out_dir), options)
         register_model_task(home, run.run_id, model_id, objective, ds["dataset_id"], result["checkpoint"],
                             {**config, **result["config"]}, "trained")
+        announce_model(model_id, objective, f"{ds['name']}@{ds['version']}", result["checkpoint"], options)
     evals = evaluate_flow(model_id, home=home, eval_dataset=eval_dataset) if evaluate else None
     return {"run_id": run.run_id, "model_id": model_id, "objective": objective,
             "dataset": f"{ds['name']}@{ds['version']}", "checkpoint": result["checkpoint"], "steps": result["step"],

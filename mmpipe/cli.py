@@ -43,7 +43,7 @@ for module, names in ((cli_query, ("sql", "tables", "runs", "datasets")),
                       (cli_curate, ("ingest", "curate", "transcribe")),
                       (cli_demo, ("demo",)),
                       (cli_train, ("evaluate", "models", "pipeline")),
-                      (cli_server, ("server",))):
+                      (cli_server, ("server", "deploy", "serve"))):
     for name in names:
         app.command(name)(getattr(module, name))
 app.add_typer(cli_train.train_app, name="train")

@@ -97,3 +97,51 @@ def server(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4200,
                             "--port", str(port)], env=env)
     if code:
         fail(f"prefect server exited with {code}", code)
+
+
+def _need_server() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("this needs a Prefect server: start `mmpipe server` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+
+
+@guarded
+def deploy(gpu_slots: Annotated[int, typer.Option(help="GPU tasks at a time (the `gpu` tag's concurrency "
+                                                       "limit).")] = 1,
+           image_source: Annotated[Optional[str], typer.Option(help="What the nightly curation reads "
+                                                                    "(Prefect variable mmpipe_image_source).")] = None,
+           audio_source: Annotated[Optional[str], typer.Option(help="What the hourly transcription reads "
+                                                                    "(variable mmpipe_audio_source).")] = None,
+           home: HomeOpt = None) -> None:
+    """Create the work pool, the `gpu` concurrency limit and every deployment of deployments/prefect.yaml;
+    then start a worker: `prefect worker start --pool mmpipe-process` (with MMPIPE_HOME set)."""
+    from mmpipe.home import configure_prefect
+
+    _need_server()
+    configure_prefect(home_of(home))
+    from deployments.serve import REPO, SPEC, setup
+
+    setup(gpu_slots, image_source, audio_source)
+    env = {**os.environ, "MMPIPE_REPO": str(REPO)}
+    code = subprocess.call([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
+                            str(SPEC)], cwd=REPO, env=env)
+    if code:
+        fail(f"prefect deploy exited with {code}", code)
+    typer.echo(f"deployed; start a worker: MMPIPE_HOME={home_of(home)} prefect worker start --pool mmpipe-process")
+
+
+@guarded
+def serve(schedule_interval: Annotated[Optional[float], typer.Option(
+              help="Run the scheduled deployments every this many seconds instead of their cron/interval.")] = None,
+          no_schedules: Annotated[bool, typer.Option("--no-schedules", help="Triggers only.")] = False,
+          only: Annotated[Optional[list[str]], typer.Option(help="Serve only these deployments.")] = None,
+          home: HomeOpt = None) -> None:
+    """Serve the deployments of deployments/prefect.yaml in this process (no work pool or worker needed)."""
+    from mmpipe.home import configure_prefect
+
+    _need_server()
+    root = home_of(home)
+    os.environ["MMPIPE_HOME"] = str(root)
+    configure_prefect(root)
+    from deployments.serve import serve as run
+
+    run(schedules=not no_schedules, only=only, interval_s=schedule_interval)

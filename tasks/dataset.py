@@ -84,7 +84,8 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
                          "manifest_uri": wh.relative(manifest), "shards_uri": wh.relative(shards_uri) if pattern else "",
                          "val_ids_uri": wh.relative(val_ids),
                          "run_id": run_id, "created_at": utcnow()}, run_id)
-    return {"dataset_id": dataset_id, "name": name, "version": version, "n_samples": sum(sizes.values()),
+    return {"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
+            "n_samples": sum(sizes.values()),
             "shards_uri": shards_uri, "manifest_uri": str(manifest), "out_dir": str(out)}
 
 
@@ -96,6 +97,7 @@ def announce_dataset(home: str, run_id: str, dataset: dict, clip_key: dict | Non
         create_table_artifact([{"statistic": k, "value": v} for k, v in q.items()],
                               key=f"{artifact_key('curate', dataset['name'])}-clip-scores",
                               description="CLIP score quantiles")
-    emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{dataset['name']}"},
+    emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{dataset['name']}",
+                                              "mmpipe.modality": dataset["modality"]},
                payload={k: dataset[k] for k in ("name", "version", "dataset_id", "n_samples", "shards_uri",
                                                 "manifest_uri")})

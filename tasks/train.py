@@ -10,6 +10,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
 from mmpipe.home import stored_path
 from tasks.runs import code_version
@@ -45,6 +46,18 @@ def register_model_task(home: str, run_id: str, model_id: str, objective: str, d
                        "config": json.dumps(config, sort_keys=True, default=str), "checkpoint_uri": wh.relative(checkpoint),
                        "run_id": run_id, "created_at": utcnow(), "code_version": code_version(), "status": status})
     return model_id
+
+
+TRAINED_EVENT = "mmpipe.model.trained"
+
+
+@task(cache_policy=NO_CACHE)
+def announce_model(model_id: str, objective: str, dataset: str, checkpoint: str, config: dict) -> None:
+    """The `mmpipe.model.trained` event: a contrastive model triggers the diffusion deployment."""
+    emit_event(event=TRAINED_EVENT, resource={"prefect.resource.id": f"mmpipe.model.{model_id}",
+                                              "mmpipe.objective": objective},
+               payload={"model_id": model_id, "objective": objective, "dataset": dataset, "checkpoint": checkpoint,
+                        "model_name": config.get("model_name")})
 
 
 class StepRecorder:

@@ -75,7 +75,7 @@ def test_every_sample_is_kept_or_dropped_and_the_dataset_is_published(curate, sh
     embedded = wh.query_readonly("SELECT count(*) AS n, min(dim) AS d FROM clip_embeddings").to_pylist()[0]
     assert scored == embedded["n"] == result["n_scored"] and embedded["d"] == 64
     assert events and events[-1]["event"] == "mmpipe.dataset.curated"
-    assert events[-1]["resource"] == {"prefect.resource.id": "mmpipe.dataset.shapes"}
+    assert events[-1]["resource"] == {"prefect.resource.id": "mmpipe.dataset.shapes", "mmpipe.modality": "image"}
     assert events[-1]["payload"]["version"] == "v1"
 
     from prefect.artifacts import Artifact
