@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS evals (
     model_id VARCHAR, metric VARCHAR, value DOUBLE, split VARCHAR, run_id VARCHAR, created_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS thumbnails (
+    sample_id VARCHAR, run_id VARCHAR, role VARCHAR, mime VARCHAR, data BLOB, width INTEGER, height INTEGER
+);
 CREATE TABLE IF NOT EXISTS dataset_tags (
     name VARCHAR, tag VARCHAR, version VARCHAR, reason VARCHAR, run_id VARCHAR, created_at TIMESTAMP
 );
@@ -164,6 +167,15 @@ COMMENT ON COLUMN evals.value IS 'The value';
 COMMENT ON COLUMN evals.split IS 'Where it was measured (val, train, a named eval set)';
 COMMENT ON COLUMN evals.run_id IS 'The run that measured it';
 COMMENT ON COLUMN evals.created_at IS 'UTC';
+
+COMMENT ON TABLE thumbnails IS 'Small previews of some samples of each run (kept, dropped per reason, borderline, duplicates), for reports';
+COMMENT ON COLUMN thumbnails.sample_id IS 'The sample';
+COMMENT ON COLUMN thumbnails.run_id IS 'The run that kept the preview';
+COMMENT ON COLUMN thumbnails.role IS 'Why it was kept: kept, dropped, borderline, duplicate';
+COMMENT ON COLUMN thumbnails.mime IS 'image/jpeg (at most 160 px) or audio/flac (at most 10 s, 16 kHz mono)';
+COMMENT ON COLUMN thumbnails.data IS 'The preview bytes';
+COMMENT ON COLUMN thumbnails.width IS 'Pixels (images)';
+COMMENT ON COLUMN thumbnails.height IS 'Pixels (images)';
 
 COMMENT ON TABLE dataset_tags IS 'Named pointers to dataset versions (NAME@TAG), e.g. the best setting of a sweep';
 COMMENT ON COLUMN dataset_tags.name IS 'Dataset name';

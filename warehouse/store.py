@@ -17,7 +17,7 @@ from warehouse.catalog import Catalog, catalog_for, connect, retrying, write_loc
 from warehouse.guard import QueryError, ReadOnlyError, check_user_query
 
 _SQL_DIR = Path(__file__).parent
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ TABLES: dict[str, TableSpec] = {
     "evals": TableSpec(("model_id", "metric", "split", "run_id"), "last"),
     "train_steps": TableSpec(("model_id", "step", "metric"), "first"),
     "dataset_tags": TableSpec(("name", "tag"), "last"),
+    "thumbnails": TableSpec(("sample_id", "run_id"), "first"),
 }
 VIEWS = ("outcomes", "run_summary")
 
