@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from tqdm import tqdm
 
+from flows.runners import on_a_worker, per_shard, task_runner
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from mmpipe.schema import MAX_PIXELS
@@ -26,11 +23,7 @@ from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
 
 
-# Shards in flight at once: one per core keeps peak memory independent of the input's size.
-_RUNNER = ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2))
-
-
-@flow(name="curate", task_runner=_RUNNER)
+@flow(name="curate", task_runner=task_runner())
 def curate_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
                 url_col: str | None = None, caption_col: str | None = None, split: str | None = None,
                 shard_size: int = 512, min_caption_words: int = 2, min_caption_chars: int = 5,
@@ -53,7 +46,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device, pixel_budget)
     pretrained_key = stored_path(home, clip_pretrained)  # scores are keyed by it: home-relative, so a home can move
     if scoring:
-        ensure_clip(clip_config)
+        on_a_worker(ensure_clip, clip_config)
     with tracked_run(home, "curate", params) as run:
         run_id = run.run_id
         shards = plan_source(spec, home, run_id)
@@ -70,7 +63,8 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
         if scoring:
-            n_scored = _score_all(home, run_id, staged, clip_config, pretrained_key)
+            n_scored = sum(per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home,
+                                     run_id=run_id, config=clip_config, pretrained=pretrained_key))
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
                             clip_model, pretrained_key)
         version = choose_version(home, name, run_id)
@@ -92,15 +86,3 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
             "n_scored": n_scored, "warnings": run.warnings, "dataset": dataset}
-
-
-def _score_all(home: str, run_id: str, staged: list[str], config: ClipScoreConfig, key: str) -> int:
-    """Score shard after shard (one model, one device), with a progress artifact and bar."""
-    progress = create_progress_artifact(0.0, description=f"CLIP scoring, run {run_id}")
-    n = 0
-    with tqdm(total=len(staged), desc="CLIP scoring", unit="shard", disable=None) as bar:
-        for i, path in enumerate(staged):
-            n += score_staged_shard(home, run_id, path, config, key)
-            update_progress_artifact(progress, 100.0 * (i + 1) / len(staged))
-            bar.update(1)
-    return n

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from tqdm import tqdm
+from prefect import flow, unmapped
 
+from flows.runners import on_a_worker, per_shard, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.models.whisper import DEFAULT_MODEL
 from mmpipe.sources import SourceSpec
 from mmpipe.stages.asr_quality import AsrQualityConfig
 from mmpipe.stages.audio_decode import AudioDecodeConfig
+from mmpipe.stages.dedup import DedupConfig
 from mmpipe.stages.transcribe import TranscribeConfig
-from tasks.audio import ensure_whisper, transcribe_shard
-from tasks.curate import plan_source, remove_staging
+from tasks.audio import ensure_whisper, prepare_audio_shard, staged_audio_path, transcribe_staged_shard
+from tasks.curate import dedup_run, plan_source, remove_staging
 from tasks.dataset import announce_dataset, choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
 from tasks.runs import tracked_run
 
 
-@flow(name="transcribe")
+@flow(name="transcribe", task_runner=task_runner())
 def transcribe_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
                     url_col: str | None = None, text_col: str | None = None, split: str | None = None,
                     shard_size: int = 64, whisper_model: str = DEFAULT_MODEL, device: str | None = None,
@@ -39,7 +39,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
     params = {k: v for k, v in locals().items() if k != "home"}
     config = TranscribeConfig(whisper_model, device, compute_type, batch_size, beam_size, task, language, vad,
                               short_windows=short_windows, multilingual=multilingual)
-    resolved = ensure_whisper(config)
+    resolved = on_a_worker(ensure_whisper, config)  # where the model will run
     spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, shard_size=shard_size,
                       modality="audio", allowed_roots=tuple(allowed_roots or ()))
     with tracked_run(home, "transcribe", params) as run:
@@ -49,17 +49,18 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         out_dir = Path(out) if out else Path(home) / "datasets" / name / version
         decode = AudioDecodeConfig(min_duration_s, max_duration_s)
         quality = AsrQualityConfig(no_speech_threshold, log_prob_threshold, compression_ratio_threshold)
-        progress = create_progress_artifact(0.0, description=f"Transcribing, run {run_id}")
-        results = []
-        with tqdm(total=len(shards), desc="transcribing", unit="shard", disable=None) as bar:
-            for i, shard in enumerate(shards):  # one model, one device: shard after shard
-                part = str(out_dir / "parts" / f"shard-{shard.index:06d}.tar")
-                results.append(transcribe_shard(spec, shard, run_id, home, name, part, decode, config, quality))
-                if results[-1].get("error"):
-                    run.warn("broken_shard", f"shard {shard.path} broke off while reading: {results[-1]['error']}; "
-                             "samples after the break were not read", shard=shard.path)
-                update_progress_artifact(progress, 100.0 * (i + 1) / max(1, len(shards)))
-                bar.update(1)
+        prepared = prepare_audio_shard.map(shard=shards, spec=unmapped(spec), run_id=unmapped(run_id),
+                                           home=unmapped(home), name=unmapped(name), decode=unmapped(decode)).result()
+        for p, shard in zip(prepared, shards):
+            if p.get("error"):
+                run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
+                         "samples after the break were not read", shard=shard.path)
+        staged = [str(staged_audio_path(home, run_id, s.index)) for s in shards]
+        dedup_run(home, run_id, staged, DedupConfig(exact=True, hamming=None))
+        results = per_shard(transcribe_staged_shard, f"Transcribing, run {run_id}",
+                            {"index": [s.index for s in shards], "staged": staged,
+                             "part": [str(out_dir / "parts" / f"shard-{s.index:06d}.tar") for s in shards]},
+                            home=home, run_id=run_id, decode=decode, config=config, quality=quality)
         sizes = {f"shard-{r['shard']:06d}.tar": r["kept"] for r in results}
         key = {"model": whisper_model, "compute_type": resolved["compute_type"], "options_key": resolved["options_key"]}
         filter_spec = {k: params[k] for k in ("whisper_model", "task", "language", "vad", "beam_size", "short_windows",
@@ -71,7 +72,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         counts = publish_outcomes(home, run_id, "transcribe", name)
         remove_staging(home, run_id)
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": sum(r.get("new_samples", 0) for r in results), "outcomes": counts,
+            "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),
             "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, "warnings": run.warnings,
             **resolved}

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_common import HomeOpt, fail, guarded, home_of, start_flows
+from mmpipe.cli_common import OPTIONS, HomeOpt, fail, guarded, home_of, start_flows
 from mmpipe.cli_output import print_dataset, print_outcomes, print_warnings, print_wer
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, WHISPER_MODEL
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources import SourceSpec, validate
+
+
+RunnerOpt = Annotated[str, typer.Option(help="Where tasks run: local (threads in this process) or dask (a Dask "
+                                             "cluster: a LocalCluster of worker processes, or --dask-address).")]
+DaskAddressOpt = Annotated[Optional[str], typer.Option(help="Scheduler of a running Dask cluster (tcp://host:port); "
+                                                           "implies --runner dask. Its workers need a Prefect API "
+                                                           "they can reach (PREFECT_API_URL).")]
+DaskWorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes of the LocalCluster --runner dask "
+                                                            "starts (default 2; each declares a GPU when CUDA is "
+                                                            "present).")]
+
+
+def _runner(runner: str, dask_address: Optional[str], dask_workers: Optional[int]) -> dict:
+    """The task runner choice as run_with takes it; a wrong combination fails before Prefect starts."""
+    if runner not in ("local", "dask"):
+        fail(f"--runner is local or dask, not {runner!r}")
+    if dask_workers is not None and (dask_workers < 1 or dask_address or runner != "dask"):
+        fail("--dask-workers sizes the LocalCluster that --runner dask starts: a positive count, without "
+             "--dask-address")
+    if (dask_address or runner == "dask") and not OPTIONS["verbose"]:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when distributed is first imported
+    return {"runner": runner, "dask_address": dask_address, "workers": dask_workers}
 
 
 def _check_source(spec: SourceSpec) -> None:
@@ -27,17 +50,20 @@ def ingest(folder: Annotated[Path, typer.Argument(help="Folder of images with ca
            name: Annotated[str, typer.Option("--name", help="Name of this source in the warehouse.")],
            batch_size: Annotated[int, typer.Option(help="Samples per Prefect task.")] = 256,
            max_pixels: Annotated[int, typer.Option(help="Larger images are dropped as decompression bombs.")] = MAX_PIXELS,
+           runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
            home: HomeOpt = None) -> None:
     """Ingest a folder of captioned images: decode, validate, record every sample and decision."""
     if not folder.is_dir():
         fail(f"not a folder: {folder}")
+    where = _runner(runner, dask_address, dask_workers)
     start_flows(home)
     from flows.ingest import ingest_flow
+    from flows.runners import run_with
     from mmpipe.sources.folder import ManifestError
 
     try:
-        result = ingest_flow(str(folder), name, home=str(home_of(home)), batch_size=batch_size,
-                             max_pixels=max_pixels)
+        result = run_with(ingest_flow, **where, folder=str(folder), name=name, home=str(home_of(home)),
+                          batch_size=batch_size, max_pixels=max_pixels)
     except ManifestError as e:
         fail(str(e))
     print_outcomes(result)
@@ -68,25 +94,28 @@ def curate(
     allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
                                                               "(default: the table's own folder); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the shards (default <home>/datasets/NAME/vN).")] = None,
+    runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
     if min_clip_score is not None and keep_fraction is not None:
         fail("give --min-clip-score or --keep-fraction, not both")
     _check_source(SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split))
+    where = _runner(runner, dask_address, dask_workers)
     start_flows(home)
     from flows.curate import curate_flow
+    from flows.runners import run_with
     from mmpipe.models.clip import ClipWeightsUnavailable
 
     try:
-        result = curate_flow(source, name, home=str(home_of(home)), kind=kind, url_col=url_col,
-                             caption_col=caption_col, split=split, shard_size=shard_size,
-                             min_caption_words=min_caption_words, min_caption_chars=min_caption_chars,
-                             min_side=min_side, max_aspect_ratio=max_aspect_ratio, max_pixels=max_pixels,
-                             exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
-                             clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
-                             keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
-                             device=device, allowed_roots=allow_root, out=str(out) if out else None)
+        result = run_with(curate_flow, **where, source=source, name=name, home=str(home_of(home)), kind=kind,
+                          url_col=url_col, caption_col=caption_col, split=split, shard_size=shard_size,
+                          min_caption_words=min_caption_words, min_caption_chars=min_caption_chars,
+                          min_side=min_side, max_aspect_ratio=max_aspect_ratio, max_pixels=max_pixels,
+                          exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
+                          clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
+                          keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
+                          device=device, allowed_roots=allow_root, out=str(out) if out else None)
     except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
         fail(str(e))
     print_outcomes(result)
@@ -119,24 +148,26 @@ def transcribe(
     allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
                                                               "(default: the table's own folder); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the shards.")] = None,
+    runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Transcribe audio with faster-whisper: decode, transcribe, quality-filter, WER, audio-text shards out."""
     if task not in ("transcribe", "translate"):
         fail("--task is transcribe or translate")
     _check_source(SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, modality="audio"))
+    where = _runner(runner, dask_address, dask_workers)
     start_flows(home)
+    from flows.runners import run_with
     from flows.transcribe import transcribe_flow
     from mmpipe.models.whisper import WhisperUnavailable
 
     try:
-        result = transcribe_flow(source, name, home=str(home_of(home)), kind=kind, url_col=url_col,
-                                 text_col=text_col, split=split, shard_size=shard_size, whisper_model=whisper_model,
-                                 device=device, compute_type=compute_type, batch_size=batch_size, beam_size=beam_size,
-                                 task=task, language=language, vad=vad, short_windows=short_windows,
-                                 min_duration_s=min_duration_s,
-                                 max_duration_s=max_duration_s, allowed_roots=allow_root,
-                                 out=str(out) if out else None)
+        result = run_with(transcribe_flow, **where, source=source, name=name, home=str(home_of(home)), kind=kind,
+                          url_col=url_col, text_col=text_col, split=split, shard_size=shard_size,
+                          whisper_model=whisper_model, device=device, compute_type=compute_type,
+                          batch_size=batch_size, beam_size=beam_size, task=task, language=language, vad=vad,
+                          short_windows=short_windows, min_duration_s=min_duration_s,
+                          max_duration_s=max_duration_s, allowed_roots=allow_root, out=str(out) if out else None)
     except (WhisperUnavailable, FileNotFoundError, ValueError) as e:
         fail(str(e))
     print_outcomes(result)

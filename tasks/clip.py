@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from dataclasses import replace
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
@@ -18,6 +21,8 @@ from warehouse.queries import dropped_ids, scored_ids
 def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfig, pretrained: str) -> int:
     """Score and store (scores + float16 embeddings, keyed by model and `pretrained` as the warehouse
     names it); returns how many samples were scored now."""
+    if config.num_workers and multiprocessing.current_process().daemon:
+        config = replace(config, num_workers=0)  # a Dask worker is a daemon: it cannot start loader processes
     wh = Warehouse(home)
     samples = read_staged(path)
     dups = dropped_ids(wh, run_id, Dedup.name)
