@@ -18,7 +18,8 @@ from mmpipe.stages.decode import DecodeConfig
 from mmpipe.stages.dedup import DedupConfig
 from tasks.clip import ensure_clip, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
-from tasks.dataset import announce_dataset, choose_version, export_staged_shard, publish_dataset
+from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,
+                           publish_dataset)
 from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
 
@@ -32,8 +33,13 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                 clip_model: str = DEFAULT_MODEL, clip_pretrained: str | None = DEFAULT_PRETRAINED,
                 min_clip_score: float | None = None, keep_fraction: float | None = None,
                 clip_batch_size: int = 128, clip_workers: int = 2, device: str | None = None,
-                allowed_roots: list[str] | None = None, out: str | None = None) -> dict:
-    """One resumable run from a source to a curated WebDataset with every decision in the warehouse."""
+                allowed_roots: list[str] | None = None, out: str | None = None, incremental: bool = False) -> dict:
+    """One resumable run from a source to a curated WebDataset with every decision in the warehouse.
+
+    incremental: only samples no earlier finished run of this source met are processed (a scheduled
+    run over a source that gained files); their kept ones are added to the newest curated version as
+    a new version, and when none is kept no version is made.
+    """
     home = str(resolve_home(home))
     params = {k: v for k, v in locals().items() if k != "home"}
     scoring = clip_model.lower() != "none"
@@ -54,7 +60,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
             shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
             decode=unmapped(DecodeConfig(max_pixels=pixel_budget)),
             basic=unmapped(BasicFilterConfig(min_caption_words, min_caption_chars, min_side, max_aspect_ratio,
-                                             max_pixels))).result()
+                                             max_pixels)), incremental=unmapped(incremental)).result()
         for p, shard in zip(prepared, shards):
             if p.get("error"):
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
@@ -67,6 +73,15 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                                      run_id=run_id, config=clip_config, pretrained=pretrained_key))
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
                             clip_model, pretrained_key)
+        kept_now = count_kept(home, run_id)
+        base = latest_version(home, name, run_id) if incremental else None
+        if base and not kept_now:  # nothing new kept: the kept set is unchanged, so is the dataset
+            counts = publish_outcomes(home, run_id, "curate", name)
+            remove_staging(home, run_id)
+            return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": 0,
+                    "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
+                    "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
+                    "warnings": run.warnings, "dataset": None, "unchanged": base}
         version = choose_version(home, name, run_id)
         out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
         model = clip_model if scoring else None
@@ -79,10 +94,11 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
         filter_spec["clip_pretrained"] = pretrained_key
         clip_key = {"model": model, "pretrained": pretrained_key} if model else None
-        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key)
+        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key, base=base)
         announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
         remove_staging(home, run_id)
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
-            "n_scored": n_scored, "warnings": run.warnings, "dataset": dataset}
+            "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
+            "warnings": run.warnings, "dataset": dataset}

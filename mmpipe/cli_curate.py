@@ -94,6 +94,9 @@ def curate(
     allow_root: Annotated[Optional[list[str]], typer.Option(help="A folder a table's local paths may point into "
                                                               "(default: the table's own folder); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the shards (default <home>/datasets/NAME/vN).")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Process only samples no earlier run of NAME "
+                                              "met; add the kept ones to its newest version as a new version "
+                                              "(none when nothing new is kept).")] = False,
     runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -115,11 +118,19 @@ def curate(
                           exact_dedup=exact_dedup, dedup_hamming=None if dedup_hamming < 0 else dedup_hamming,
                           clip_model=clip_model, clip_pretrained=clip_pretrained, min_clip_score=min_clip_score,
                           keep_fraction=keep_fraction, clip_batch_size=clip_batch_size, clip_workers=clip_workers,
-                          device=device, allowed_roots=allow_root, out=str(out) if out else None)
+                          device=device, allowed_roots=allow_root, out=str(out) if out else None,
+                          incremental=incremental)
     except (ClipWeightsUnavailable, FileNotFoundError, ValueError) as e:
         fail(str(e))
     print_outcomes(result)
-    print_dataset(result["dataset"])
+    if result.get("seen_before"):
+        typer.echo(f"{result['seen_before']} samples met by earlier runs of {name} were left out (--incremental)")
+    if result["dataset"] is None:
+        base = result["unchanged"]
+        typer.echo(f"\nno new sample kept: {name}@{base['version']} unchanged ({base['n_samples']} samples), "
+                   "no new version")
+    else:
+        print_dataset(result["dataset"])
     print_warnings(result)
 
 

@@ -239,3 +239,52 @@ def first_json(path: str | Path) -> dict | None:
             if m.name.endswith(".json"):
                 return json.loads(tf.extractfile(m).read())
     return None
+
+
+def iter_shard_samples(shards: list[str]) -> Iterable[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) of each sample of exported shards, one sample in memory at a time."""
+    for path in shards:
+        with tarfile.open(path) as tf:
+            key, files = None, {}
+            for m in tf:
+                if not m.isfile():
+                    continue
+                k, _, ext = m.name.partition(".")
+                if k != key and key is not None:
+                    yield key, files
+                    files = {}
+                key = k
+                files[ext] = tf.extractfile(m).read()
+            if key is not None:
+                yield key, files
+
+
+def reshard(shards: list[str], keep: set[str] | None, out_dir: str | Path, shard_size: int = 1000,
+            transform=None, prefix: str = "part") -> dict[str, int]:
+    """Copy the samples whose key (sample id) is in `keep` from exported shards into new parts
+    (out_dir/parts/<prefix>-*.tar, `shard_size` samples each; keep=None copies all), optionally changing each sample's members
+    with `transform(key, files) -> files`; returns part name -> count (finalize_shards names them)."""
+    out = Path(out_dir) / "parts"
+    sizes: dict[str, int] = {}
+    batch: list[tuple[str, bytes]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal batch, count
+        if count:
+            name = f"{prefix}-{len(sizes):06d}.tar"
+            write_tar_atomic(out / name, batch)
+            sizes[name] = count
+        batch, count = [], 0
+
+    for key, files in iter_shard_samples(shards):
+        if keep is not None and key not in keep:
+            continue
+        if transform is not None:
+            files = transform(key, files)
+        batch += [(f"{key}.{ext}", data) for ext, data in sorted(files.items())]
+        count += 1
+        if count >= shard_size:
+            flush()
+    flush()
+    return sizes

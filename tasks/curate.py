@@ -17,7 +17,7 @@ from mmpipe.stages.decode import DecodeConfig, DecodeImages
 from mmpipe.stages.dedup import Dedup, DedupConfig
 from tasks.record import record_batch, record_decisions
 from warehouse import Warehouse
-from warehouse.queries import clip_scores_of, content_keys, dropped_ids, stage_done
+from warehouse.queries import clip_scores_of, content_keys, dropped_ids, seen_before, stage_done
 
 
 def staging_dir(home: str, run_id: str) -> Path:
@@ -55,19 +55,27 @@ def run_candidates(staged: list[str]) -> pa.Table:
 
 @task(cache_policy=NO_CACHE, task_run_name="prepare-shard-{shard.index}")
 def prepare_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, name: str,
-                  decode: DecodeConfig, basic: BasicFilterConfig) -> dict:
-    """Read, decode and basic-filter one shard; record everything; stage the survivors."""
+                  decode: DecodeConfig, basic: BasicFilterConfig, incremental: bool = False) -> dict:
+    """Read, decode and basic-filter one shard; record everything; stage the survivors. Incremental:
+    samples an earlier finished run of this source met are left out (not decoded, recorded or staged)."""
     out = staged_path(home, run_id, shard.index)
     if out.exists():
         return {"shard": shard.index, "skipped": True, "error": None}
     batch, error = read_shard(spec, shard, name)
+    seen = 0
+    if incremental and batch.num_rows:
+        known = seen_before(Warehouse(home), name, run_id, batch["sample_id"].to_pylist())
+        if known:
+            n = batch.num_rows
+            batch = batch.filter(pc.invert(pc.is_in(batch["sample_id"], pa.array(sorted(known)))))
+            seen = n - batch.num_rows
     stages = [DecodeImages(decode), BasicFilter(basic)]
     for stage in stages:
         batch = stage(batch)
     written = record_batch(Warehouse(home), batch, stages, run_id)
     staged = stage_batch(batch, out)
     return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
-            **written}
+            "seen_before": seen, **written}
 
 
 @task(cache_policy=NO_CACHE)

@@ -7,17 +7,20 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pyarrow.parquet as pq
+from braceexpand import braceexpand
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mmpipe.export import (export_shard, finalize_shards, first_json, read_staged, write_card, write_ids,
+from mmpipe.export import (export_shard, finalize_shards, first_json, read_staged, reshard, write_card, write_ids,
                            write_manifest)
 from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
-from warehouse.queries import dataset_version, export_meta, manifest_rows, score_quantiles
+from warehouse.queries import (dataset_version, export_meta, latest_curated, manifest_rows, next_version,
+                               outcome_counts, score_quantiles)
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 
@@ -26,6 +29,18 @@ CURATED_EVENT = "mmpipe.dataset.curated"
 def choose_version(home: str, name: str, run_id: str) -> str:
     """v1, v2, ...; a resumed run keeps the version it already has."""
     return dataset_version(Warehouse(home), name, run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def latest_version(home: str, name: str, run_id: str) -> dict | None:
+    """The newest version an earlier curation of `name` published (what an incremental run adds to)."""
+    return latest_curated(Warehouse(home), name, run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def count_kept(home: str, run_id: str) -> int:
+    """How many samples the run kept through every stage."""
+    return outcome_counts(Warehouse(home), run_id).get("kept", 0)
 
 
 def image_record(sample: dict, meta: dict, model: str | None, pretrained: str | None) -> dict:
@@ -62,16 +77,31 @@ def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model
 
 @task(cache_policy=NO_CACHE)
 def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: str, part_sizes: dict[str, int],
-                    filter_spec: dict, model_key: dict | None, modality: str = "image") -> dict:
-    """sizes.json, the Parquet manifest and the `datasets` row of a finished run's kept samples.
+                    filter_spec: dict, model_key: dict | None, modality: str = "image",
+                    base: dict | None = None) -> dict:
+    """sizes.json, the Parquet manifest and the `datasets` row of a finished run's kept samples;
+    with `base` (an earlier version: incremental curation) its samples first, copied from its shards.
 
     model_key names the scores the manifest carries: {model, pretrained} (CLIP) for images,
     {model, compute_type, options_key} (Whisper) for audio; None for no model.
     """
     wh = Warehouse(home)
     out = Path(out_dir)
-    sizes, shard_of, pattern = finalize_shards(out, part_sizes)
     rows = manifest_rows(wh, run_id, modality, model_key or {})
+    if base:
+        shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
+        part_sizes = {**reshard(shards, None, out, prefix="base"), **part_sizes}
+        rows = [{k: v for k, v in r.items() if k not in ("shard", "split")}
+                for r in pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()] + rows
+    sizes, shard_of, pattern = finalize_shards(out, part_sizes)
+    return register_version(wh, out, name, version, modality, rows, sizes, shard_of, pattern, filter_spec, run_id,
+                            base["dataset_id"] if base else None)
+
+
+def register_version(wh: Warehouse, out: Path, name: str, version: str, modality: str, rows: list[dict],
+                     sizes: dict[str, int], shard_of: dict[str, str], pattern: str, filter_spec: dict, run_id: str,
+                     parent_id: str | None = None) -> dict:
+    """Manifest (with shard and split), validation ids, dataset card and the `datasets` row of a version."""
     rows = [{**r, "shard": shard_of.get(r["sample_id"]), "split": split_of(r["sample_id"])} for r in rows]
     manifest = write_manifest(rows, out / "manifest.parquet")
     val_ids = write_ids([r["sample_id"] for r in rows if r["split"] == "val"], out / "val_ids.parquet")
@@ -82,11 +112,34 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
     wh.register_dataset({"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
                          "filter_spec": json.dumps(filter_spec, sort_keys=True), "n_samples": sum(sizes.values()),
                          "manifest_uri": wh.relative(manifest), "shards_uri": wh.relative(shards_uri) if pattern else "",
-                         "val_ids_uri": wh.relative(val_ids),
+                         "val_ids_uri": wh.relative(val_ids), "parent_id": parent_id,
                          "run_id": run_id, "created_at": utcnow()}, run_id)
     return {"dataset_id": dataset_id, "name": name, "version": version, "modality": modality,
-            "n_samples": sum(sizes.values()),
-            "shards_uri": shards_uri, "manifest_uri": str(manifest), "out_dir": str(out)}
+            "n_samples": sum(sizes.values()), "shards_uri": shards_uri, "manifest_uri": str(manifest),
+            "out_dir": str(out)}
+
+
+@task(cache_policy=NO_CACHE)
+def derive_dataset(home: str, run_id: str, base: dict, sample_ids: list[str], name: str, filter_spec: dict,
+                   shard_size: int = 1000) -> dict:
+    """A new version holding `sample_ids` of a parent version, copied from its shards (nothing re-read
+    from the source or rescored); the manifest rows come from the parent's; lineage in parent_id."""
+    wh = Warehouse(home)
+    spec_json = json.dumps(filter_spec, sort_keys=True)
+    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND run_id = ? "
+                                       "AND filter_spec::VARCHAR = ?", [name, run_id, spec_json]).to_pylist()), None)
+    if existing:  # a resumed run: this version is registered already
+        return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
+                "out_dir": str(Path(home) / "datasets" / name / existing["version"])}
+    version = next_version(wh, name)
+    out = Path(home) / "datasets" / name / version
+    keep = set(sample_ids)
+    shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
+    sizes, shard_of, pattern = finalize_shards(out, reshard(shards, keep, out, shard_size))
+    parent = pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()
+    rows = [{k: v for k, v in r.items() if k not in ("shard", "split")} for r in parent if r["sample_id"] in keep]
+    return register_version(wh, out, name, version, base["modality"], rows, sizes, shard_of, pattern, filter_spec,
+                            run_id, base["dataset_id"])
 
 
 @task(cache_policy=NO_CACHE)

@@ -137,6 +137,12 @@ def dataset_version(wh: Warehouse, name: str, run_id: str) -> str:
     for r in rows:
         if r["run_id"] == run_id:
             return r["version"]
+    return next_version(wh, name)
+
+
+def next_version(wh: Warehouse, name: str) -> str:
+    """One more than the newest version of `name` (v1 for a new name)."""
+    rows = wh.sql("SELECT version FROM datasets WHERE name = ?", [name]).to_pylist()
     numbers = [int(r["version"][1:]) for r in rows if r["version"].startswith("v") and r["version"][1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
 
@@ -248,3 +254,34 @@ def models_with_evals(wh: Warehouse, model_ids: list[str] | None = None):
         "round(e.value, 4) AS value FROM models m LEFT JOIN datasets d USING (dataset_id) "
         "LEFT JOIN evals e USING (model_id) WHERE ? IS NULL OR list_contains(?, m.model_id) "
         "ORDER BY m.created_at, m.model_id, e.metric", [model_ids, model_ids])
+
+
+def scored_candidates(wh: Warehouse, run_id: str, model: str, pretrained: str) -> list[dict]:
+    """Samples a run kept through every stage but the CLIP filter, with their score from this CLIP
+    model: what a threshold sweep chooses from (no rescoring)."""
+    return wh.sql(
+        "SELECT o.sample_id, c.score FROM outcomes o JOIN clip_scores c ON c.sample_id = o.sample_id "
+        "AND c.model = ? AND c.pretrained = ? WHERE o.run_id = ? AND (o.keep OR o.drop_stage = 'clip_filter') "
+        "ORDER BY o.ordinal", [model, pretrained, run_id]).to_pylist()
+
+
+
+def seen_before(wh: Warehouse, name: str, run_id: str, sample_ids: list[str]) -> set[str]:
+    """Those of `sample_ids` that an earlier finished run of source `name` met already: what an
+    incremental curation leaves out."""
+    if not sample_ids:
+        return set()
+    rows = wh.sql(
+        "SELECT DISTINCT o.sample_id FROM occurrences o JOIN runs r USING (run_id) WHERE o.source = ? "
+        "AND o.run_id <> ? AND r.status IN ('completed', 'completed_with_warnings') "
+        "AND o.sample_id IN (SELECT UNNEST(?::VARCHAR[]))", [name, run_id, sample_ids])
+    return set(rows.column("sample_id").to_pylist())
+
+
+def latest_curated(wh: Warehouse, name: str, run_id: str) -> dict | None:
+    """The newest version of `name` that a curation run (other than `run_id`) published: what an
+    incremental curation adds to."""
+    rows = wh.sql(
+        "SELECT d.* FROM datasets d JOIN runs r USING (run_id) WHERE d.name = ? AND r.flow = 'curate' "
+        "AND d.run_id <> ?", [name, run_id]).to_pylist()
+    return max(rows, key=lambda r: int(r["version"][1:]) if r["version"][1:].isdigit() else -1, default=None)
