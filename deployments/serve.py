@@ -65,7 +65,8 @@ def runner_deployments(schedules: bool = True, only: list[str] | None = None, in
                     for t in spec.get("triggers", [])]
         out.append(_flow(spec["entrypoint"]).to_deployment(
             name=spec["name"], parameters=params, triggers=triggers or None, description=spec.get("description"),
-            tags=spec.get("tags"), **{k: v for k, v in kwargs.items() if v}))
+            tags=spec.get("tags"), concurrency_limit=spec.get("concurrency_limit"),
+            **{k: v for k, v in kwargs.items() if v}))
     return out
 
 

@@ -134,14 +134,41 @@ def serve(schedule_interval: Annotated[Optional[float], typer.Option(
               help="Run the scheduled deployments every this many seconds instead of their cron/interval.")] = None,
           no_schedules: Annotated[bool, typer.Option("--no-schedules", help="Triggers only.")] = False,
           only: Annotated[Optional[list[str]], typer.Option(help="Serve only these deployments.")] = None,
+          param: Annotated[Optional[list[str]], typer.Option(
+              help="Override a deployment parameter: DEPLOYMENT.PARAM=VALUE (VALUE is JSON, or else a string), "
+                   "e.g. curate-images.min_clip_score=0.28; repeatable.")] = None,
           home: HomeOpt = None) -> None:
     """Serve the deployments of deployments/prefect.yaml in this process (no work pool or worker needed)."""
     from mmpipe.home import configure_prefect
 
+    overrides = _overrides(param or [])
     _need_server()
     root = home_of(home)
     os.environ["MMPIPE_HOME"] = str(root)
     configure_prefect(root)
     from deployments.serve import serve as run
 
-    run(schedules=not no_schedules, only=only, interval_s=schedule_interval)
+    run(schedules=not no_schedules, only=only, interval_s=schedule_interval, parameters=overrides)
+
+
+def _overrides(items: list[str]) -> dict[str, dict]:
+    """`DEPLOYMENT.PARAM=VALUE` items as {deployment: {param: value}}; a malformed one fails at once."""
+    import json
+
+    from deployments.serve import deployments_spec
+
+    names = {d["name"] for d in deployments_spec()}
+    out: dict[str, dict] = {}
+    for item in items:
+        target, eq, raw = item.partition("=")
+        deployment, dot, key = target.partition(".")
+        if not (eq and dot and key):
+            fail(f"--param takes DEPLOYMENT.PARAM=VALUE, not {item!r}")
+        if deployment not in names:
+            fail(f"--param: no deployment {deployment!r} (deployments: {', '.join(sorted(names))})")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(deployment, {})[key] = value
+    return out
