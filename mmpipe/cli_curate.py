@@ -71,9 +71,13 @@ def ingest(folder: Annotated[Path, typer.Argument(help="Folder of images with ca
 
 @guarded
 def curate(
-    source: Annotated[str, typer.Argument(help="Folder, WebDataset shards (shard-{000000..000009}.tar), a .parquet/.csv/"
-                                               ".jsonl of paths or URLs, or a datasets save_to_disk folder.")],
-    name: Annotated[str, typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")],
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Argument(help="Folder, WebDataset shards (shard-{000000..000009}.tar), a "
+                                                         ".parquet/.csv/.jsonl of paths or URLs, or a datasets "
+                                                         "save_to_disk folder.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name; versions v1, v2, ... per name.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A recipe (YAML) with every stage's settings; "
+                                                   "flags given explicitly win over it.")] = None,
     kind: Annotated[Optional[str], typer.Option(help="folder, webdataset, table or hf (detected when omitted).")] = None,
     url_col: Annotated[Optional[str], typer.Option(help="Table column with paths/URLs (or image bytes).")] = None,
     caption_col: Annotated[Optional[str], typer.Option(help="Table column with captions.")] = None,
@@ -101,6 +105,12 @@ def curate(
     home: HomeOpt = None,
 ) -> None:
     """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
+    if config is not None:
+        from mmpipe.cli_index import curate_from_recipe
+
+        return curate_from_recipe(ctx, curate, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
+    if source is None or name is None:
+        fail("give SOURCE and --name, or a --config recipe that names them")
     if min_clip_score is not None and keep_fraction is not None:
         fail("give --min-clip-score or --keep-fraction, not both")
     _check_source(SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split))

@@ -42,6 +42,7 @@ DROP_REASONS: dict[str, str] = {
     "too_many_pixels": "the image has more pixels than the basic filter allows",
     "duplicate": "the same bytes as a kept sample, or the same pair met again (detail: the kept sample id or key)",
     "near_duplicate": "a perceptual-hash twin of a kept image (detail: the kept sample id and distance)",
+    "semantic_duplicate": "a CLIP-embedding twin of a kept image with a higher CLIP score (detail: its id, cosine)",
     "clip_score_low": "CLIP score under the threshold (detail: score < threshold, and the rule)",
     "no_speech": "Whisper found no speech",
     "asr_repetition": "the transcript repeats itself (compression ratio above the threshold)",

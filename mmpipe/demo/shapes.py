@@ -1,9 +1,10 @@
 """Synthetic captioned shapes with known ground truth: mismatched captions, duplicates, bad samples.
 
 Images are drawn with PIL; captions describe colour and shape. A known share of captions
-deliberately describes another picture, some images are duplicated (exact and re-encoded), and a
-few samples break the basic filters. A separate trusted seed split (all captions correct) trains
-the demo's filter model, the DFN way.
+deliberately describes another picture, some images are duplicated (exact and re-encoded), a few
+are planted again as near-copies under their original caption (resized, cropped: what a perceptual
+hash tends to miss and semantic dedup is for), and a few samples break the basic filters. A
+separate trusted seed split (all captions correct) trains the demo's filter model, the DFN way.
 """
 
 from __future__ import annotations
@@ -105,9 +106,40 @@ def _write_pairs(path: Path, pairs: list[tuple[bytes, str]]) -> Path:
     return path
 
 
+def near_copy(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
+    """A resized (scaled by 0.7-0.85 or 1.2-1.4) or cropped (80-90% of each side, anywhere) copy."""
+    w, h = img.size
+    if kind == "resized":
+        f = rng.uniform(0.7, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.4)
+        return img.resize((round(w * f), round(h * f)), Image.Resampling.BICUBIC)
+    cw, ch = round(w * rng.uniform(0.8, 0.9)), round(h * rng.uniform(0.8, 0.9))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return img.crop((x, y, x + cw, y + ch))
+
+
+def _near_copies(originals: list[tuple[str, Image.Image, str, dict]], fraction: float, n: int, seed: int,
+                 shard_size: int) -> list[tuple[str, bytes, str, dict]]:
+    """Resized and cropped copies of `fraction * n` originals under their own captions, drawn from an
+    rng of their own so the rest of the set is the same with or without them."""
+    rng = random.Random(f"near-copies:{seed}")
+    count = min(round(fraction * n), len(originals))
+    out = []
+    for i, (key, img, text, truth) in enumerate(rng.sample(originals, count)):
+        kind = ("resized", "cropped")[i % 2]
+        out.append((f"near_{i:04d}", _jpeg(near_copy(img, kind, rng), quality=rng.randint(75, 92)), text,
+                    {**truth, "duplicate": False, "near_copy": kind,
+                     "copy_of": f"shapes-{int(key) // shard_size:06d}.tar/{key}"}))
+    return out
+
+
 def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: int = 200, mismatch: float = 0.2,
-                 dup: float = 0.05, shard_size: int = 200, seed: int = 0) -> ShapesSet:
-    """Write the candidate pool as WebDataset shards, plus a trusted seed split and a held-out trusted split."""
+                 dup: float = 0.05, shard_size: int = 200, seed: int = 0, near: float = 0.03) -> ShapesSet:
+    """Write the candidate pool as WebDataset shards, plus a trusted seed split and a held-out trusted split.
+
+    near: the share of `n` planted at the end as resized or cropped copies of originals (truth
+    `near_copy` = kind, `copy_of` = the original's key); 0 leaves them out, and every other sample is
+    the same either way.
+    """
     rng = random.Random(seed)
     out = Path(out)
     seed_pairs = [random_pair(rng)[:2] for _ in range(n_seed)]
@@ -116,6 +148,7 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: i
     holdout_shard = _write_pairs(out / "trusted" / "holdout-000000.tar", holdout)
     samples: list[tuple[str, bytes, str, dict]] = []
     originals: list[tuple[bytes, Image.Image]] = []
+    near_sources: list[tuple[str, Image.Image, str, dict]] = []
     for i in range(n):
         key = f"{i:06d}"
         roll = rng.random()
@@ -136,6 +169,7 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: i
             text = caption(c, s, b, size, rng)
         data = _jpeg(img)
         originals.append((data, img))
+        near_sources.append((key, img, text, truth))
         samples.append((key, data, text, truth))
     # A few samples that the basic filters must catch.
     small, _ = draw("red", "circle", "white", rng, side=40)
@@ -144,6 +178,7 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: i
     samples.append(("bad_wide", _jpeg(wide), "a very wide empty banner", {"expect": "aspect_ratio"}))
     samples.append(("bad_caption", random_pair(rng)[0], "shape", {"expect": "caption_too_short"}))
     samples.append(("bad_bytes", b"\xff\xd8\xff\xe0garbage", "a broken jpeg file", {"expect": "truncated"}))
+    samples += _near_copies(near_sources, near, n, seed, shard_size)
     shards = []
     for k, start in enumerate(range(0, len(samples), shard_size)):
         path = out / "pool" / f"shapes-{k:06d}.tar"
@@ -168,11 +203,15 @@ def evaluate(outcomes: list[dict], truth: dict[str, dict]) -> dict[str, dict]:
     clip_seen = {k for k, o in by_key.items() if o["drop_stage"] in (None, "clip_filter")}
     clip_dropped = {k for k, o in by_key.items() if o["drop_stage"] == "clip_filter"}
     mismatched = {k for k, t in truth.items() if t.get("mismatched")}
-    dedup_seen = {k for k, o in by_key.items() if o["drop_stage"] not in ("decode", "basic")}
-    dedup_dropped = {k for k, o in by_key.items() if o["drop_stage"] == "dedup"}
+    near = {k for k, t in truth.items() if t.get("near_copy")}  # counted under near_copies below
+    dedup_seen = {k for k, o in by_key.items() if o["drop_stage"] not in ("decode", "basic")} - near
+    dedup_dropped = {k for k, o in by_key.items() if o["drop_stage"] == "dedup"} - near
     copies = {k for k, t in truth.items() if t.get("duplicate")}
     basic_expected = {k: t["expect"] for k, t in truth.items() if "expect" in t}
     basic_ok = sum(1 for k, reason in basic_expected.items() if (by_key.get(k) or {}).get("drop_reason") == reason)
     return {"clip_filter": precision_recall(clip_dropped, mismatched, clip_seen),
             "dedup": precision_recall(dedup_dropped, copies, dedup_seen),
-            "basic": {"expected": len(basic_expected), "caught_with_expected_reason": basic_ok}}
+            "basic": {"expected": len(basic_expected), "caught_with_expected_reason": basic_ok},
+            "near_copies": {kind: sum(1 for k in near if truth[k]["near_copy"] == kind and
+                                      (by_key.get(k) or {}).get("drop_stage") == "dedup")
+                            for kind in ("resized", "cropped")}}

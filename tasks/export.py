@@ -1,0 +1,88 @@
+"""Tasks of `mmpipe export`: choose a subset of a version, and reshard it (resized, re-encoded) as a
+new version with lineage, through the same reshard/finalize/register path as every dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from braceexpand import braceexpand
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from mmpipe.export import export_transform, finalize_shards, match_ids, read_id_file, reshard, write_shard_stats
+from tasks.dataset import register_version
+from tasks.semantic import version_ids
+from warehouse import Warehouse
+from warehouse.queries import next_version
+from warehouse.search_queries import sample_info, user_sample_ids
+
+
+@task(cache_policy=NO_CACHE)
+def choose_subset(home: str, dataset: dict, ids_file: str | None = None, query: str | None = None) -> dict:
+    """The version's samples named by an id file and/or selected by a read-only user query (both: the
+    intersection); all of them when neither is given. Returns ids kept and what named nothing."""
+    wh = Warehouse(home)
+    ids = version_ids(wh, dataset)
+    chosen, missing = ids, []
+    if ids_file:
+        chosen, missing = match_ids(read_id_file(ids_file), chosen)
+    if query:
+        selected = set(user_sample_ids(wh, query))
+        outside = len(selected - set(ids))
+        chosen = [s for s in chosen if s in selected]
+        missing += [f"{outside} sample(s) of the query are not in {dataset['name']}@{dataset['version']}"] if outside \
+            else []
+    return {"sample_ids": chosen, "missing": missing}
+
+
+def _json_fields(wh: Warehouse, dataset: dict, ids: list[str]) -> dict[str, dict]:
+    """What the richer per-sample json carries beyond the curated one: source key and url, caption,
+    size, CLIP score and model; for audio duration, sample rate and language."""
+    spec = json.loads(dataset.get("filter_spec") or "{}")
+    manifest = {r["sample_id"]: r for r in pq.read_table(wh.resolve(dataset["manifest_uri"])).to_pylist()}
+    info = sample_info(wh, ids)
+    out = {}
+    for s in ids:
+        i, m = info.get(s, {}), manifest.get(s, {})
+        row = {"sample_id": s, "key": i.get("source_key"), "source": i.get("source"), "caption": i.get("caption"),
+               "url": i.get("uri") if str(i.get("uri") or "").startswith(("http://", "https://")) else None,
+               "source_uri": i.get("uri"), "original_width": i.get("width"), "original_height": i.get("height")}
+        if dataset["modality"] == "audio":
+            row.update(duration_s=i.get("duration_s"), sample_rate=i.get("sample_rate"),
+                       language=m.get("language") or i.get("language"))
+        elif m.get("clip_score") is not None:
+            row.update(clip_score=m["clip_score"], clip_model=spec.get("clip_model"),
+                       clip_pretrained=spec.get("clip_pretrained"))
+        out[s] = row
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def export_version(home: str, run_id: str, base: dict, sample_ids: list[str], name: str, filter_spec: dict,
+                   shard_size: int = 1000, resize: int | None = None, resize_mode: str = "center_crop",
+                   image_format: str = "jpg", quality: int = 95) -> dict:
+    """A new version of `name` holding `sample_ids` of `base`, copied from its shards (resized and
+    re-encoded on request, json enriched), with per-shard _stats.json; lineage in parent_id."""
+    wh = Warehouse(home)
+    spec_json = json.dumps(filter_spec, sort_keys=True)
+    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND run_id = ?", [name, run_id])
+                     .to_pylist() if json.dumps(json.loads(d["filter_spec"]), sort_keys=True) == spec_json), None)
+    if existing:  # a resumed run: this version is registered already
+        return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
+                "out_dir": str(Path(home) / "datasets" / name / existing["version"])}
+    version = next_version(wh, name)
+    out = Path(home) / "datasets" / name / version
+    shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
+    transform = export_transform(resize, resize_mode, image_format, quality, _json_fields(wh, base, sample_ids))
+    started = time.time()
+    parts = reshard(shards, set(sample_ids), out, shard_size, transform)
+    write_shard_stats(out, parts, started, time.time(), filter_spec.get("export", {}))
+    sizes, shard_of, pattern = finalize_shards(out, parts)
+    parent = pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()
+    keep = set(sample_ids)
+    rows = [{k: v for k, v in r.items() if k not in ("shard", "split")} for r in parent if r["sample_id"] in keep]
+    return register_version(wh, out, name, version, base["modality"], rows, sizes, shard_of, pattern, filter_spec,
+                            run_id, base["dataset_id"])
