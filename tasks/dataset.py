@@ -126,9 +126,10 @@ def derive_dataset(home: str, run_id: str, base: dict, sample_ids: list[str], na
     from the source or rescored); the manifest rows come from the parent's; lineage in parent_id."""
     wh = Warehouse(home)
     spec_json = json.dumps(filter_spec, sort_keys=True)
-    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND run_id = ? "
-                                       "AND filter_spec::VARCHAR = ?", [name, run_id, spec_json]).to_pylist()), None)
-    if existing:  # a resumed run: this version is registered already
+    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND parent_id = ? "
+                                       "AND filter_spec::VARCHAR = ?", [name, base["dataset_id"], spec_json]
+                                       ).to_pylist()), None)
+    if existing:  # the same subset of the same parent (a resumed or repeated run): registered already
         return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
                 "out_dir": str(Path(home) / "datasets" / name / existing["version"])}
     version = next_version(wh, name)

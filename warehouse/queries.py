@@ -256,16 +256,6 @@ def models_with_evals(wh: Warehouse, model_ids: list[str] | None = None):
         "ORDER BY m.created_at, m.model_id, e.metric", [model_ids, model_ids])
 
 
-def scored_candidates(wh: Warehouse, run_id: str, model: str, pretrained: str) -> list[dict]:
-    """Samples a run kept through every stage but the CLIP filter, with their score from this CLIP
-    model: what a threshold sweep chooses from (no rescoring)."""
-    return wh.sql(
-        "SELECT o.sample_id, c.score FROM outcomes o JOIN clip_scores c ON c.sample_id = o.sample_id "
-        "AND c.model = ? AND c.pretrained = ? WHERE o.run_id = ? AND (o.keep OR o.drop_stage = 'clip_filter') "
-        "ORDER BY o.ordinal", [model, pretrained, run_id]).to_pylist()
-
-
-
 def seen_before(wh: Warehouse, name: str, run_id: str, sample_ids: list[str]) -> set[str]:
     """Those of `sample_ids` that an earlier finished run of source `name` met already: what an
     incremental curation leaves out."""

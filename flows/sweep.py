@@ -1,0 +1,65 @@
+"""Choose the filter by what it does downstream: curate a scored pool once per filter model, derive a
+version per setting from the stored scores, train the same recipe for the same samples seen, evaluate
+on one fixed set, tag the winner NAME@best."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.curate import curate_flow
+from flows.train import train_contrastive_flow, train_masked_flow
+from mmpipe.home import resolve_home, stored_path
+from mmpipe.models.names import TINY_CLIP
+from mmpipe.sweep import Setting, choose
+from tasks.dataset import derive_dataset
+from tasks.runs import tracked_run
+from tasks.sweep import candidates_task, eval_ids_task, finished_setting, publish_sweep, tag_best
+from tasks.train import resolve_dataset_task
+
+
+@flow(name="sweep")
+def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = None,
+               min_clip_scores: list[float] | None = None, keep_fractions: list[float] | None = None,
+               clip_models: list[list[str]] | None = None, objective: str = "contrastive", samples_seen: int = 9600,
+               model_name: str = TINY_CLIP, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+               metric: str = "mean_R@5", curate: dict | None = None, device: str | None = None) -> dict:
+    """clip_models: [[model, pretrained], ...] (one scored pool each); each rule value is one setting."""
+    home = str(resolve_home(home))
+    params = {k: v for k, v in locals().items() if k != "home"}
+    if not min_clip_scores and not keep_fractions:
+        raise ValueError("give the settings to sweep: min_clip_scores and/or keep_fractions")
+    models = clip_models or [[TINY_CLIP, None]]
+    with tracked_run(home, "sweep", params) as run:
+        eval_split = resolve_dataset_task(home, eval_dataset)
+        eval_name = f"{eval_split['name']}@{eval_split['version']}"
+        held_out = eval_ids_task(eval_split["manifest"])  # no training subset may contain an evaluation sample
+        results = []
+        for model, pretrained in models:
+            # The pool: every candidate scored, none filtered by CLIP; incremental, so a rerun over the same
+            # source makes no new pool version and the derived versions and trained models are found again.
+            curated = curate_flow(source, f"{name}-pool", home=home, clip_model=model, clip_pretrained=pretrained,
+                                  keep_fraction=1.0, device=device, incremental=True, **(curate or {}))
+            pool = curated["dataset"] or curated["unchanged"]
+            candidates = [c for c in candidates_task(home, pool, model, stored_path(home, pretrained))
+                          if c[0] not in held_out]
+            settings = [Setting(model, stored_path(home, pretrained), "min_clip_score", v) for v in min_clip_scores or []]
+            settings += [Setting(model, stored_path(home, pretrained), "keep_fraction", v) for v in keep_fractions or []]
+            for setting in settings:
+                spec = {"clip_model": model, "clip_pretrained": setting.pretrained, setting.rule: setting.value,
+                        "parent": f"{name}-pool@{pool['version']}", "excluded": eval_name}
+                ds = derive_dataset(home, run.run_id, pool, setting.select(candidates), name, spec)
+                done = finished_setting(home, ds["dataset_id"], objective, eval_name, metric)
+                if done is None:
+                    train = train_contrastive_flow if objective == "contrastive" else train_masked_flow
+                    kwargs = {"model_name": model_name} if objective == "contrastive" else {}
+                    trained = train(f"{name}@{ds['version']}", home=home, samples=samples_seen, batch_size=batch_size,
+                                    lr=lr, seed=seed, device=device, eval_dataset=eval_name, **kwargs)
+                    done = {"model_id": trained["model_id"], "metrics": trained["evals"]["metrics"]}
+                results.append({"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
+                                "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"],
+                                "samples_seen": samples_seen, **done})
+        best, reason = choose(results, metric)
+        tag_best(home, name, best["version"], reason, run.run_id)
+        plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)
+    return {"run_id": run.run_id, "results": results, "best": best, "reason": reason, "plot": plot,
+            "eval_dataset": eval_name}
