@@ -21,6 +21,7 @@ from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard,
 from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,
                            publish_dataset)
 from tasks.report import publish_outcomes
+from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 
 
@@ -98,7 +99,8 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
         remove_staging(home, run_id)
+    report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
             "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
-            "warnings": run.warnings, "dataset": dataset}
+            "warnings": run.warnings, "dataset": dataset, "report": report}

@@ -14,6 +14,7 @@ from prefect import flow
 from flows.evaluate import evaluate_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
+from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 from tasks.train import announce_model, model_id_for, register_model_task, resolve_dataset_task, train_task
 from warehouse import Warehouse
@@ -34,9 +35,10 @@ def _train(objective: str, dataset: str, home: str | None, params: dict, options
                             {**config, **result["config"]}, "trained")
         announce_model(model_id, objective, f"{ds['name']}@{ds['version']}", result["checkpoint"], options)
     evals = evaluate_flow(model_id, home=home, eval_dataset=eval_dataset) if evaluate else None
+    report = write_report_page(home, f"{ds['name']}@{ds['version']}")
     return {"run_id": run.run_id, "model_id": model_id, "objective": objective,
             "dataset": f"{ds['name']}@{ds['version']}", "checkpoint": result["checkpoint"], "steps": result["step"],
-            "samples_seen": result["samples_seen"], "final": result["final"], "evals": evals}
+            "samples_seen": result["samples_seen"], "final": result["final"], "evals": evals, "report": report}
 
 
 def _schedule(steps: int, samples: int | None, batch_size: int, lr: float, warmup_steps: int | None,

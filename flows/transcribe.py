@@ -18,6 +18,7 @@ from tasks.audio import ensure_whisper, prepare_audio_shard, staged_audio_path, 
 from tasks.curate import dedup_run, plan_source, remove_staging
 from tasks.dataset import announce_dataset, choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
+from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 
 
@@ -71,8 +72,9 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         wer = publish_wer_summary(home, run_id, name, key)
         counts = publish_outcomes(home, run_id, "transcribe", name)
         remove_staging(home, run_id)
+    report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
             "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),
             "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, "warnings": run.warnings,
-            **resolved}
+            "report": report, **resolved}

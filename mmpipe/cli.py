@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmpipe import cli_curate, cli_demo, cli_index, cli_query, cli_server, cli_train
+from mmpipe import cli_curate, cli_demo, cli_index, cli_query, cli_report, cli_server, cli_sweep, cli_train
 from mmpipe.cli_common import OPTIONS, version
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -43,7 +43,9 @@ for module, names in ((cli_query, ("sql", "tables", "runs", "datasets")),
                       (cli_curate, ("ingest", "curate", "transcribe")),
                       (cli_demo, ("demo",)),
                       (cli_train, ("evaluate", "models", "pipeline")),
+                      (cli_sweep, ("sweep",)),
                       (cli_server, ("server", "deploy", "serve")),
+                      (cli_report, ("report",)),
                       (cli_index, ("dedup", "index", "search", "export", "recipe"))):
     for name in names:
         app.command(name)(getattr(module, name))

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mmpipe.export import count_samples, export_shard
+from mmpipe.report.previews import CLIPS_PER_RUN, CLIPS_PER_SHARD, audio_previews
 from mmpipe.schema import SHARD_SPAN
 from mmpipe.sources import Shard, SourceSpec, read_shard
 from mmpipe.stages.asr_quality import AsrQuality, AsrQualityConfig
@@ -27,6 +28,7 @@ from tasks.curate import staging_dir
 from tasks.record import decisions_table, record_batch
 from warehouse import Warehouse
 from warehouse.queries import dropped_ids, earlier_content, transcripts_of
+from warehouse.report_queries import preview_count
 
 
 @task(cache_policy=NO_CACHE, tags=["gpu"])
@@ -53,7 +55,9 @@ def prepare_audio_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, 
     batch, error = read_shard(spec, shard, name)
     decoder = DecodeAudio(decode)
     batch = decoder(batch)
-    written = record_batch(Warehouse(home), batch, [decoder], run_id)
+    wh = Warehouse(home)
+    previews = audio_previews(batch, run_id, min(CLIPS_PER_SHARD, CLIPS_PER_RUN - preview_count(wh, run_id)))
+    written = record_batch(wh, batch, [decoder], run_id, extra={"thumbnails": previews})
     staged = _stage(batch.drop_columns(["audio"]), out)
     return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
             **written}

@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mmpipe.export import stage_batch, staged_ids
+from mmpipe.report.previews import IMAGES_PER_RUN, IMAGES_PER_SHARD, image_previews
 from mmpipe.sources import Shard, SourceSpec, plan_shards, read_shard
 from mmpipe.stages.basic import BasicFilter, BasicFilterConfig
 from mmpipe.stages.clip_filter import ClipFilter, ClipFilterConfig
@@ -18,6 +19,7 @@ from mmpipe.stages.dedup import Dedup, DedupConfig
 from tasks.record import record_batch, record_decisions
 from warehouse import Warehouse
 from warehouse.queries import clip_scores_of, content_keys, dropped_ids, seen_before, stage_done
+from warehouse.report_queries import preview_count
 
 
 def staging_dir(home: str, run_id: str) -> Path:
@@ -72,7 +74,10 @@ def prepare_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, name: 
     stages = [DecodeImages(decode), BasicFilter(basic)]
     for stage in stages:
         batch = stage(batch)
-    written = record_batch(Warehouse(home), batch, stages, run_id)
+    wh = Warehouse(home)
+    # previews for the report, written in the same transaction as the shard's decisions
+    previews = image_previews(batch, run_id, min(IMAGES_PER_SHARD, IMAGES_PER_RUN - preview_count(wh, run_id)))
+    written = record_batch(wh, batch, stages, run_id, extra={"thumbnails": previews})
     staged = stage_batch(batch, out)
     return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
             "seen_before": seen, **written}
