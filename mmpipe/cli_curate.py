@@ -106,9 +106,10 @@ def curate(
 ) -> None:
     """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
     if config is not None:
+        given = {k: v for k, v in locals().items() if k not in ("ctx", "config")}
         from mmpipe.cli_index import curate_from_recipe
 
-        return curate_from_recipe(ctx, curate, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
+        return curate_from_recipe(ctx, curate, config, given)
     if source is None or name is None:
         fail("give SOURCE and --name, or a --config recipe that names them")
     if min_clip_score is not None and keep_fraction is not None:

@@ -174,19 +174,16 @@ def curate_from_recipe(ctx: typer.Context, curate, config: Path, given: dict) ->
     """`mmpipe curate --config recipe.yaml`: the recipe's settings under the flags given explicitly,
     the curation itself, the recipe's semantic dedup (if any) on the new version, and the resolved
     recipe kept beside the version (recipe.yaml) as well as in runs.params."""
-    from click.core import ParameterSource
-
     from mmpipe.recipe import RecipeError, load_recipe, merge, recipe_from_params
 
     try:
         values, semantic = load_recipe(config)
     except RecipeError as e:
         fail(str(e))
-    explicit = {k for k in given if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+    # typer ships its own click, so the parameter source is compared by name
+    explicit = {k for k in given if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT",
+                                                                                                  "DEFAULT_MAP")}
     opts = merge(values, given, explicit)
-    if opts.get("source") is not None and "source" not in explicit and "://" not in str(opts["source"]) \
-            and not Path(str(opts["source"])).is_absolute():
-        opts["source"] = str(config.resolve().parent / str(opts["source"]))  # relative to the recipe file
     curate(ctx, **opts)
     from warehouse.queries import resolve_dataset
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+DEMO_RECIPE = Path(__file__).parent / "demo" / "recipe.yaml"
 # (section, key in the recipe) -> the `mmpipe curate` option it sets.
 FIELDS: dict[tuple[str, str], str] = {
     ("", "name"): "name",
