@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from typing import Iterable
+
+_SAMPLE_ID = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:0 20px 60px;
@@ -18,7 +21,8 @@ text-align:left;vertical-align:top}th{background:#f4f6f9}td.n{text-align:right;f
 code{background:#f4f6f9;padding:1px 4px;border-radius:3px;font-size:12px;word-break:break-all}
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{width:150px;font-size:11px;border:1px solid #e3e6ec;border-radius:6px;
 padding:6px;background:#fafbfc}.card img{display:block;margin:0 auto 4px;max-width:138px;max-height:110px}
-.card .cap{max-height:46px;overflow:hidden}.card .meta{color:#5b6473}
+.card .cap{max-height:46px;overflow:hidden}.card .meta{color:#5b6473;overflow-wrap:anywhere}
+td{overflow-wrap:anywhere}
 .pair{display:flex;gap:6px;border:1px solid #e3e6ec;border-radius:6px;padding:6px;font-size:11px;width:320px}
 .pair>div{width:150px}.pair img{max-width:140px;max-height:110px;display:block}
 .kept{border-left:4px solid #2e8b57}.dropped{border-left:4px solid #c0392b}
@@ -83,6 +87,11 @@ def image(preview: dict | None, alt: str) -> str:
             f'width="{preview.get("width") or ""}" height="{preview.get("height") or ""}">')
 
 
+def short_ids(text: str) -> str:
+    """Sample ids in a text shortened to their first 12 hex digits."""
+    return _SAMPLE_ID.sub(lambda m: m.group(1) + "…", text)
+
+
 def card(preview: dict, extra: str = "") -> str:
     """One gallery card: picture, caption, score and the decision."""
     kept = preview.get("keep")
@@ -90,7 +99,7 @@ def card(preview: dict, extra: str = "") -> str:
     meta = [f"score {score:.3f}" if score is not None else "", "kept" if kept else esc(preview.get("drop_reason"))]
     detail = preview.get("detail")
     if detail and not kept:
-        meta.append(esc(str(detail)[:60]))
+        meta.append(esc(short_ids(str(detail))[:80]))
     return (f'<div class="card {"kept" if kept else "dropped"}" data-sample="{esc(preview["sample_id"])}">'
             f'{image(preview, preview.get("text") or preview["sample_id"])}'
             f'<div class="cap">{esc(preview.get("text") or "(no caption)")}</div>'
