@@ -28,8 +28,8 @@ def choose_kind(n: int, kind: str = "auto") -> str:
 
 
 def _pq_subquantizers(d: int) -> int:
-    """The most sub-vectors of at least 4 dims each that divide d (faiss needs d % m == 0)."""
-    for m in range(max(1, d // 4), 0, -1):
+    """The most sub-vectors of at least 8 dims each that divide d (faiss needs d % m == 0)."""
+    for m in range(max(1, d // 8), 0, -1):
         if d % m == 0:
             return m
     return 1
@@ -46,7 +46,7 @@ def build_index(emb: np.ndarray, kind: str = "auto", hnsw_m: int = 32, seed: int
         index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
+        index.hnsw.efConstruction = 40
         index.hnsw.efSearch = 64
     else:
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))  # faiss wants ~39 training points per list
