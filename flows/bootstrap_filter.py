@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.runners import run_name
 from mmpipe.home import resolve_home
 from mmpipe.models.names import TINY_CLIP
 from tasks.runs import tracked_run
@@ -13,7 +14,7 @@ from tasks.train import (calibrate_task, model_id_for, register_model_task, reso
                          train_filter_task)
 
 
-@flow(name="bootstrap-filter")
+@flow(name="bootstrap-filter", flow_run_name=run_name("bootstrap-filter"))
 def bootstrap_filter_flow(dataset: str, name: str = "demo-filter", home: str | None = None, steps: int = 300,
                           quantile: float = 0.05, device: str | None = None) -> dict:
     """Train on the training split of a trusted dataset version (NAME[@VERSION]), take as threshold the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.runners import on_a_worker, per_shard, task_runner
+from flows.runners import on_a_worker, per_shard, run_name, task_runner
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from mmpipe.schema import MAX_PIXELS
@@ -25,7 +25,7 @@ from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 
 
-@flow(name="curate", task_runner=task_runner())
+@flow(name="curate", task_runner=task_runner(), flow_run_name=run_name("curate"))
 def curate_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
                 url_col: str | None = None, caption_col: str | None = None, split: str | None = None,
                 shard_size: int = 512, min_caption_words: int = 2, min_caption_chars: int = 5,

@@ -7,6 +7,7 @@ import json
 
 from prefect import flow
 
+from flows.runners import run_name
 from mmpipe.home import resolve_home
 from mmpipe.semdedup import SemDedupConfig
 from tasks.dataset import derive_dataset
@@ -14,7 +15,7 @@ from tasks.runs import tracked_run
 from tasks.semantic import resolve_version, semantic_dedup_version
 
 
-@flow(name="semantic-dedup")
+@flow(name="semantic-dedup", flow_run_name=run_name("semantic-dedup", "dataset"))
 def semantic_dedup_flow(dataset: str, home: str | None = None, threshold: float = 0.95, clusters: int | None = None,
                         name: str | None = None, clip_model: str | None = None, clip_pretrained: str | None = None,
                         seed: int = 0, shard_size: int = 1000) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.runners import run_name
 from mmpipe.home import resolve_home
 from tasks.runs import tracked_run
 from tasks.train import evaluate_task
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=run_name("evaluate", "model_id"))
 def evaluate_flow(model_id: str, home: str | None = None, eval_dataset: str | None = None) -> dict:
     """On the validation split of the model's dataset version, or on the samples of `eval_dataset`."""
     home = str(resolve_home(home))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from flows.runners import task_runner
+from flows.runners import run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.schema import MAX_PIXELS
 from tasks.ingest import ingest_batch, scan_folder_task
@@ -12,7 +12,7 @@ from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
 
 
-@flow(name="ingest", task_runner=task_runner())
+@flow(name="ingest", task_runner=task_runner(), flow_run_name=run_name("ingest"))
 def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int = 256,
                 max_pixels: int = MAX_PIXELS) -> dict:
     """Scan `folder`, decode and validate every image in batches, record samples and decisions."""

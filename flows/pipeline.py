@@ -5,12 +5,13 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.curate import curate_flow
+from flows.runners import run_name
 from flows.train import train_contrastive_flow, train_diffusion_flow, train_masked_flow
 from mmpipe.home import resolve_home
 from mmpipe.models.names import TINY_CLIP
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", flow_run_name=run_name("pipeline"))
 def pipeline_flow(source: str, name: str, home: str | None = None, curate: dict | None = None,
                   objectives: tuple[str, ...] = ("contrastive", "masked", "diffusion"), steps: int = 300,
                   batch_size: int = 64, device: str | None = None, contrastive_model: str = TINY_CLIP) -> dict:

@@ -170,3 +170,16 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
             tick(i + 1)
         return results
 
+
+
+def run_name(flow: str, param: str = "name"):
+    """A flow-run name that says what runs: `curate-images-20261129-031500` (FLOW-<param>-<UTC time>)."""
+    def name() -> str:
+        from datetime import datetime, timezone
+
+        from prefect.runtime import flow_run
+
+        what = str(flow_run.parameters.get(param) or "").replace("/", "_")[:60]
+        return "-".join(x for x in (flow, what, datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")) if x)
+
+    return name

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.curate import curate_flow
+from flows.runners import run_name
 from flows.train import train_contrastive_flow, train_masked_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
@@ -17,7 +18,7 @@ from tasks.sweep import candidates_task, eval_ids_task, finished_setting, publis
 from tasks.train import resolve_dataset_task
 
 
-@flow(name="sweep")
+@flow(name="sweep", flow_run_name=run_name("sweep"))
 def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = None,
                min_clip_scores: list[float] | None = None, keep_fractions: list[float] | None = None,
                clip_models: list[list[str]] | None = None, objective: str = "contrastive", samples_seen: int = 9600,

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.evaluate import evaluate_flow
+from flows.runners import run_name
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
 from tasks.report_page import write_report_page
@@ -49,7 +50,7 @@ def _schedule(steps: int, samples: int | None, batch_size: int, lr: float, warmu
             "seed": seed}
 
 
-@flow(name="train-contrastive")
+@flow(name="train-contrastive", flow_run_name=run_name("train-contrastive", "dataset"))
 def train_contrastive_flow(dataset: str, home: str | None = None, model_name: str = TINY_CLIP,
                            pretrained: str | None = None, siglip: bool = False, steps: int = 300,
                            samples: int | None = None, batch_size: int = 64, lr: float = 2e-3,
@@ -62,7 +63,7 @@ def train_contrastive_flow(dataset: str, home: str | None = None, model_name: st
     return _train("contrastive", dataset, home, params, options, evaluate, eval_dataset)
 
 
-@flow(name="train-masked")
+@flow(name="train-masked", flow_run_name=run_name("train-masked", "dataset"))
 def train_masked_flow(dataset: str, home: str | None = None, model: dict | None = None, steps: int = 300,
                       samples: int | None = None, batch_size: int = 64, lr: float = 2e-3,
                       warmup_steps: int | None = None, device: str | None = None, num_workers: int = 0,
@@ -73,7 +74,7 @@ def train_masked_flow(dataset: str, home: str | None = None, model: dict | None 
     return _train("masked", dataset, home, params, options, evaluate, eval_dataset)
 
 
-@flow(name="train-diffusion")
+@flow(name="train-diffusion", flow_run_name=run_name("train-diffusion", "dataset"))
 def train_diffusion_flow(dataset: str, home: str | None = None, clip_model: str | None = None,
                          clip_pretrained: str | None = None, model: dict | None = None, steps: int = 300,
                          samples: int | None = None, batch_size: int = 32, lr: float = 2e-3,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.runners import on_a_worker, per_shard, task_runner
+from flows.runners import on_a_worker, per_shard, run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.models.whisper import DEFAULT_MODEL
 from mmpipe.sources import SourceSpec
@@ -22,7 +22,7 @@ from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 
 
-@flow(name="transcribe", task_runner=task_runner())
+@flow(name="transcribe", task_runner=task_runner(), flow_run_name=run_name("transcribe"))
 def transcribe_flow(source: str, name: str, home: str | None = None, kind: str | None = None,
                     url_col: str | None = None, text_col: str | None = None, split: str | None = None,
                     shard_size: int = 64, whisper_model: str = DEFAULT_MODEL, device: str | None = None,

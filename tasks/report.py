@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -28,6 +28,9 @@ def publish_outcomes(home: str, run_id: str, flow: str, name: str) -> dict[str, 
              "| outcome | samples |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], "",
              f"Explain it in SQL: `mmpipe sql \"{examples.run_reasons(run_id)}\"`"]
     create_markdown_artifact("\n".join(lines), key=f"{key}-summary", description=f"{flow} summary")
+    dropped = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "kept")
+    get_run_logger().info("%s %s, run %s: %d inputs, %d kept, %d dropped%s", flow, name, run_id, total, kept,
+                          total - kept, f" ({dropped})" if dropped else "")
     return counts
 
 

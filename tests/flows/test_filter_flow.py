@@ -59,3 +59,45 @@ def test_the_threshold_is_the_quantile_of_the_held_out_split(filtered):
                                          [p[1] for p in val]).values()]
     assert filt["min_score"] == pytest.approx(float(np.quantile(scores, 0.05)), abs=1e-5)
     assert sum(s < filt["min_score"] for s in scores) / len(scores) == pytest.approx(0.05, abs=0.02)
+
+
+def test_a_sweep_finds_that_filtering_beats_no_filtering_at_equal_samples_seen(filtered):
+    """Three settings from the stored scores (no rescoring), one recipe, one held-out evaluation set;
+    the winner is tagged, the plot written, and a rerun retrains nothing."""
+    from flows.curate import curate_flow
+    from flows.sweep import sweep_flow
+    from warehouse.queries import resolve_dataset
+
+    home, filt, shapes = filtered["home"], filtered["filter"], filtered["shapes"]
+    curate_flow(str(shapes.holdout_shard), "heldout", home=home, min_side=64, clip_model="none")
+    wh = Warehouse(home)
+    scored_before = wh.sql("SELECT count(*) AS n FROM clip_scores").column("n")[0].as_py()
+    params = {"home": home, "keep_fractions": [1.0, 0.8], "min_clip_scores": [filt["min_score"]],
+              "clip_models": [[filt["model_name"], filt["checkpoint"]]], "samples_seen": 3200, "batch_size": 64,
+              "curate": {"min_side": 64}}
+    result = sweep_flow(shapes.pattern, "swept", "heldout", **params)
+    r5 = {r["setting"]: r["metrics"]["mean_R@5"] for r in result["results"]}
+    print("sweep mean_R@5:", r5, "chosen:", result["reason"])
+    unfiltered = r5.pop("keep_fraction=1")
+    assert max(r5.values()) > unfiltered  # filtering beats no filtering at equal samples seen
+    assert {r["samples_seen"] for r in result["results"]} == {3200}
+    assert wh.sql("SELECT count(*) AS n FROM clip_scores").column("n")[0].as_py() == scored_before  # no rescoring
+    sizes = {r["setting"]: r["n_samples"] for r in result["results"]}
+    assert sizes["keep_fraction=1"] > sizes["keep_fraction=0.8"]
+    held_out = set(wh.sql("SELECT sample_id FROM occurrences o JOIN runs r USING (run_id) WHERE o.source = 'heldout'")
+                   .column("sample_id").to_pylist())
+    for r in result["results"]:  # no training subset holds an evaluation sample
+        manifest = wh.resolve(resolve_dataset(wh, f"swept@{r['version']}")["manifest_uri"])
+        import pyarrow.parquet as pq
+
+        assert not held_out & set(pq.read_table(manifest).column("sample_id").to_pylist())
+    best = resolve_dataset(wh, "swept@best")
+    assert best["version"] == result["best"]["version"] and result["best"]["metrics"]["mean_R@5"] == max(
+        r["metrics"]["mean_R@5"] for r in result["results"])
+    from pathlib import Path
+
+    assert Path(result["plot"]).stat().st_size > 5000
+    models = wh.sql("SELECT count(*) AS n FROM models").column("n")[0].as_py()
+    again = sweep_flow(shapes.pattern, "swept", "heldout", **params)  # resumes: nothing is retrained
+    assert wh.sql("SELECT count(*) AS n FROM models").column("n")[0].as_py() == models
+    assert [r["model_id"] for r in again["results"]] == [r["model_id"] for r in result["results"]]

@@ -58,3 +58,15 @@ def test_incremental_curation_adds_only_new_samples_and_no_version_when_nothing_
     assert sorted(manifest["sample_id"].to_pylist()) == sorted(keys)
     row = wh.sql("SELECT parent_id FROM datasets WHERE dataset_id = ?", [v2["dataset_id"]]).to_pylist()[0]
     assert row["parent_id"] == v1["dataset_id"]
+
+
+def test_flow_runs_are_named_for_what_they_run(prefect_harness, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.curate import curate_flow
+
+    write_shape_shards(tmp_path / "src", 20, shard_size=20, seed=3)
+    curate_flow(str(tmp_path / "src"), home=str(tmp_path / "home"), **{**PARAMS, "name": "named-set"})
+    with get_client(sync_client=True) as client:
+        names = [r.name for r in client.read_flow_runs()]
+    assert any(n.startswith("curate-named-set-20") for n in names), names
