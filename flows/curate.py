@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.runners import on_a_worker, per_shard, run_name, task_runner
+from flows.runners import gather, on_a_worker, per_shard, run_name, task_runner
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from mmpipe.schema import MAX_PIXELS
@@ -57,11 +57,12 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     with tracked_run(home, "curate", params) as run:
         run_id = run.run_id
         shards = plan_source(spec, home, run_id)
-        prepared = prepare_shard.map(
+        prepared = gather(prepare_shard.map(
             shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
             decode=unmapped(DecodeConfig(max_pixels=pixel_budget)),
             basic=unmapped(BasicFilterConfig(min_caption_words, min_caption_chars, min_side, max_aspect_ratio,
-                                             max_pixels)), incremental=unmapped(incremental)).result()
+                                             max_pixels)), incremental=unmapped(incremental)),
+            f"Reading shards, run {run_id}")
         for p, shard in zip(prepared, shards):
             if p.get("error"):
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
@@ -86,10 +87,10 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         version = choose_version(home, name, run_id)
         out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
         model = clip_model if scoring else None
-        sizes = dict(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
-                                             out_dir=unmapped(out_dir), model=unmapped(model),
-                                             pretrained=unmapped(pretrained_key),
-                                             max_pixels=unmapped(pixel_budget)).result())
+        sizes = dict(gather(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
+                                                    out_dir=unmapped(out_dir), model=unmapped(model),
+                                                    pretrained=unmapped(pretrained_key),
+                                                    max_pixels=unmapped(pixel_budget)), f"Exporting, run {run_id}"))
         filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
                                                "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}

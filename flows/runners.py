@@ -151,25 +151,45 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
     """`task` once per shard (the i-th of each `mapped` list, plus `fixed`), results in shard order:
     one after another here, or mapped across the Dask workers; with a progress artifact and bar."""
     n = len(next(iter(mapped.values()), []))
-    progress = create_progress_artifact(0.0, description=description)
-    with tqdm(total=n, desc=description.split(",")[0], unit="shard", disable=None) as bar:
-        def tick(done: int) -> None:
-            if done == n or (20 * done) // n > (20 * (done - 1)) // n:  # every 5%: each update is an API call
-                update_progress_artifact(progress, 100.0 * done / n)
-            bar.update(1)
-
-        if on_dask():
-            with model_resources():
-                futures = task.map(**mapped, **{k: unmapped(v) for k, v in fixed.items()})
-            for done, _ in enumerate(as_completed(list(futures)), 1):
-                tick(done)
-            return [f.result() for f in futures]
+    if on_dask():
+        with model_resources():
+            futures = task.map(**mapped, **{k: unmapped(v) for k, v in fixed.items()})
+        return gather(list(futures), description)
+    with _Progress(n, description) as tick:
         results = []
         for i in range(n):
             results.append(task(**{k: v[i] for k, v in mapped.items()}, **fixed))
-            tick(i + 1)
+            tick()
         return results
 
+
+def gather(futures: list, description: str) -> list:
+    """The results of submitted tasks in order, with a bar and a progress artifact that move as they finish."""
+    with _Progress(len(futures), description) as tick:
+        for _ in as_completed(futures):
+            tick()
+    return [f.result() for f in futures]
+
+
+class _Progress:
+    """A tqdm bar in the terminal (counts and rate) and a Prefect progress artifact (every 5%)."""
+
+    def __init__(self, n: int, description: str) -> None:
+        self.n, self.done = n, 0
+        self.artifact = create_progress_artifact(0.0, description=description)
+        self.bar = tqdm(total=n, desc=description.split(",")[0], unit="shard", disable=None)
+
+    def __enter__(self):
+        return self.tick
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done == self.n or (20 * self.done) // self.n > (20 * (self.done - 1)) // self.n:
+            update_progress_artifact(self.artifact, 100.0 * self.done / self.n)
+        self.bar.update(1)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def run_name(flow: str, param: str = "name"):

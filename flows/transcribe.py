@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.runners import on_a_worker, per_shard, run_name, task_runner
+from flows.runners import gather, on_a_worker, per_shard, run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.models.whisper import DEFAULT_MODEL
 from mmpipe.sources import SourceSpec
@@ -51,7 +51,8 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         decode = AudioDecodeConfig(min_duration_s, max_duration_s)
         quality = AsrQualityConfig(no_speech_threshold, log_prob_threshold, compression_ratio_threshold)
         prepared = prepare_audio_shard.map(shard=shards, spec=unmapped(spec), run_id=unmapped(run_id),
-                                           home=unmapped(home), name=unmapped(name), decode=unmapped(decode)).result()
+                                           home=unmapped(home), name=unmapped(name), decode=unmapped(decode))
+        prepared = gather(prepared, f"Reading shards, run {run_id}")
         for p, shard in zip(prepared, shards):
             if p.get("error"):
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
