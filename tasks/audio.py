@@ -69,7 +69,7 @@ def _stage(batch: pa.Table, path: Path) -> int:
     kept = batch.filter(pc.fill_null(batch["keep"], True)).sort_by("ordinal")
     first = set()
     rows = [i for i, sid in enumerate(kept["sample_id"].to_pylist()) if not (sid in first or first.add(sid))]
-    kept = kept.take(rows)
+    kept = kept.take(pa.array(rows, pa.int64()))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(kept.select(["sample_id", "ordinal"]), path.with_suffix(".ids.parquet"))
     tmp = path.with_name(path.name + ".tmp")

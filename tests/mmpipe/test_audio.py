@@ -125,3 +125,17 @@ def test_short_encoder_windows_keep_accuracy(transcriber):
     short_wer = corpus_wer(refs, [r["text"] for r in transcriber.transcribe(audios)])
     full_wer = corpus_wer(refs, [r["text"] for r in full.transcribe(audios)])
     assert short_wer < 0.35 and full_wer < 0.35 and short_wer <= full_wer + 0.1
+
+
+def test_a_shard_whose_every_clip_fails_to_decode_stages_empty(tmp_path):
+    """Every clip of a shard dropped at decode: an empty staged shard, not a crash of the flow."""
+    import pyarrow.parquet as pq
+
+    from tasks.audio import _stage
+
+    batch = DecodeAudio(AudioDecodeConfig())(batch_from_rows(
+        [{"sample_id": f"s{i}", "content": b"not audio", "text": "x", "source_key": f"k{i}", "uri": f"k{i}",
+          "modality": "audio"} for i in range(3)], 0))
+    assert not any(batch["keep"].to_pylist())
+    assert _stage(batch.drop_columns(["audio"]), tmp_path / "audio-000000.parquet") == 0
+    assert pq.read_table(tmp_path / "audio-000000.parquet").num_rows == 0
