@@ -8,25 +8,38 @@ from prefect import flow
 from flows.bootstrap_filter import bootstrap_filter_flow
 from flows.curate import curate_flow
 from flows.ingest import ingest_flow
+from flows.sweep import sweep_flow
 from flows.train import train_contrastive_flow, train_diffusion_flow, train_masked_flow
 from flows.transcribe import transcribe_flow
 from mmpipe.demo.speech import SPEECH_DIR
 from mmpipe.home import resolve_home
 from mmpipe.models.names import TINY_CLIP
-from tasks.demo import evaluate_demo, write_demo_data
+from tasks.demo import evaluate_demo, evaluate_sweep_choice, write_demo_data
+
+# The thresholds the demo sweeps (the bootstrapped filter's scores of matched pairs sit mostly above
+# 0.6, of mismatched ones below 0.45), plus no filtering (keep fraction 1).
+SWEEP_SCORES = (0.45, 0.55, 0.65)
 
 
 @flow(name="demo")
-def demo_flow(home: str | None = None, train_steps: int = 300, model_steps: int = 150) -> dict:
+def demo_flow(home: str | None = None, train_steps: int = 300, model_steps: int = 150,
+              sweep_samples: int = 9600) -> dict:
     """Chains the flows as subflows on the embedded demo data."""
     home = str(resolve_home(home))
     photos, shapes = write_demo_data(home)
     ingest = ingest_flow(photos, "demo-photos", home=home)
-    trusted = curate_flow(str(shapes.seed_shard.parent), "demo-trusted", home=home, min_side=64, clip_model="none")
+    trusted = curate_flow(str(shapes.seed_shard), "demo-trusted", home=home, min_side=64, clip_model="none")
     filt = bootstrap_filter_flow("demo-trusted", home=home, steps=train_steps)
     curate = curate_flow(shapes.pattern, "demo-shapes", home=home, min_side=64, clip_model=filt["model_name"],
                          clip_pretrained=filt["checkpoint"], min_clip_score=filt["min_score"])
     report = evaluate_demo(home, curate["run_id"], shapes, filt["model_id"])
+    # Which threshold, judged by the model trained on what it keeps: a small sweep on the stored
+    # scores (no rescoring), evaluated on the trusted held-out pairs, which no training subset holds.
+    curate_flow(str(shapes.holdout_shard), "demo-holdout", home=home, min_side=64, clip_model="none")
+    sweep = sweep_flow(shapes.pattern, "demo-sweep", "demo-holdout", home=home, min_clip_scores=list(SWEEP_SCORES),
+                       keep_fractions=[1.0], clip_models=[[filt["model_name"], filt["checkpoint"]]],
+                       samples_seen=sweep_samples, batch_size=64, lr=3e-3, curate={"min_side": 64})
+    sweep["filter"] = evaluate_sweep_choice(home, "demo-sweep-pool", f"demo-sweep@{sweep['best']['version']}", shapes)
     dataset = f"demo-shapes@{curate['dataset']['version']}"
     contrastive = train_contrastive_flow(dataset, home=home, steps=model_steps, batch_size=64, lr=3e-3)
     masked = train_masked_flow(dataset, home=home, steps=model_steps, batch_size=64, lr=3e-3)
@@ -35,4 +48,4 @@ def demo_flow(home: str | None = None, train_steps: int = 300, model_steps: int 
                                      lr=3e-3)
     speech = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
     return {"home": home, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt, "curate": curate,
-            "report": report, "models": [contrastive, masked, diffusion], "speech": speech}
+            "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion], "speech": speech}

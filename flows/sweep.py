@@ -59,7 +59,7 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
                 results.append({"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
                                 "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"],
                                 "samples_seen": samples_seen, **done})
-        best, reason = choose(results, metric)
+        best, reason = choose(results, metric, eval_split["n_samples"])
         tag_best(home, name, best["version"], reason, run.run_id)
         plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)
     return {"run_id": run.run_id, "results": results, "best": best, "reason": reason, "plot": plot,

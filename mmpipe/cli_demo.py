@@ -37,6 +37,20 @@ def demo(home: HomeOpt = None,
     typer.echo(f"dedup vs the known copies: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
     typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
                "planted bad samples dropped with the expected reason")
+    sweep = result["sweep"]
+    typer.echo("\n== threshold sweep (sweep flow: one tiny CLIP per setting, same samples seen, evaluated on "
+               "demo-holdout) ==")
+    for r in sweep["results"]:
+        mark = "  <- chosen" if r["version"] == sweep["best"]["version"] else ""
+        typer.echo(f"  {r['setting']:<22} demo-sweep@{r['version']:<4} {r['n_samples']:>4} samples  "
+                   f"mean_R@5 {r['metrics']['mean_R@5']:.4f}{mark}")
+    sf = sweep["filter"]
+    typer.echo(f"chosen {sweep['best']['setting']}, tagged demo-sweep@best; against the known mismatched "
+               f"captions: precision {sf['precision']:.3f} / recall {sf['recall']:.3f} "
+               f"({sf['true_positives']}/{sf['bad']})")
+    typer.echo(f"plot: {sweep['plot']}")
+    typer.echo("\n== report (the curated version's data card, plots and galleries, from the warehouse) ==")
+    typer.echo(f"open {result['curate'].get('report') or '(not written: see the run log)'}")
     typer.echo("\n== models trained on the curated shapes (train-* flows; metrics on its validation split) ==")
     wh = warehouse(root)
     print_models(wh, [m["model_id"] for m in result["models"]])

@@ -40,15 +40,27 @@ class Setting:
         return [s for s, v in scored if v >= threshold]
 
 
-def choose(results: list[dict], metric: str) -> tuple[dict, str]:
-    """The best result by `metric` (ties: the smaller dataset), and the reason in words."""
+def choose(results: list[dict], metric: str, n_eval: int | None = None) -> tuple[dict, str]:
+    """The chosen setting and the reason in words, by the one-standard-error rule: among the settings
+    whose `metric` is within one standard error of the best, the one that keeps the most samples
+    (filtering away less for no measurable gain). For a metric in [0, 1] measured on `n_eval`
+    evaluation pairs the standard error is that of a proportion, sqrt(p (1 - p) / n); otherwise
+    (or without n_eval) the best metric wins, an exact tie going to the larger dataset."""
     ranked = sorted(results, key=lambda r: (-r["metrics"][metric], r["n_samples"]))
-    best = ranked[0]
-    runner_up = ranked[1] if len(ranked) > 1 else None
-    margin = f", {best['metrics'][metric] - runner_up['metrics'][metric]:+.4f} over {runner_up['setting']}" \
-        if runner_up else ""
-    return best, (f"highest {metric} {best['metrics'][metric]:.4f} on the fixed evaluation set at "
-                  f"{best['samples_seen']} samples seen{margin}")
+    top = ranked[0]
+    p = top["metrics"][metric]
+    se = math.sqrt(p * (1 - p) / n_eval) if n_eval and 0 <= p <= 1 else 0.0
+    close = [r for r in ranked if r["metrics"][metric] >= p - se]
+    best = max(close, key=lambda r: (r["n_samples"], r["metrics"][metric]))
+    seen = f"on the fixed evaluation set at {best['samples_seen']} samples seen"
+    if best is top:
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        margin = f", {p - runner_up['metrics'][metric]:+.4f} over {runner_up['setting']}" if runner_up else ""
+        within = f" (no setting keeping more samples within one standard error, {se:.4f})" if se else ""
+        return best, f"highest {metric} {p:.4f} {seen}{margin}{within}"
+    return best, (f"{metric} {best['metrics'][metric]:.4f} {seen}, within one standard error ({se:.4f} on {n_eval} "
+                  f"evaluation pairs) of the highest, {p:.4f} ({top['setting']}), keeping the most samples "
+                  f"({best['n_samples']} vs {top['n_samples']})")
 
 
 def plot(results: list[dict], metric: str, path: str | Path, chance: float | None = None) -> Path:

@@ -30,3 +30,25 @@ def evaluate_demo(home: str, run_id: str, shapes: ShapesSet, model_id: str) -> d
              "split": "demo-shapes-pool", "run_id": run_id, "created_at": utcnow()} for k in ("precision", "recall")]
     wh.record_eval(rows, run_id)
     return report
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_sweep_choice(home: str, pool: str, chosen: str, shapes: ShapesSet) -> dict:
+    """Precision/recall, against the known mismatched captions, of the setting a sweep chose: what the
+    chosen version (NAME@VERSION) left out of the pool version it was derived from."""
+    import pyarrow.parquet as pq
+
+    from mmpipe.evaluate.filtering import precision_recall
+    from warehouse.queries import resolve_dataset
+
+    wh = Warehouse(home)
+
+    def keys(spec: str) -> dict[str, str]:
+        manifest = pq.read_table(wh.resolve(resolve_dataset(wh, spec)["manifest_uri"]),
+                                 columns=["sample_id", "source_key"])
+        return dict(zip(manifest["sample_id"].to_pylist(), manifest["source_key"].to_pylist()))
+
+    candidates, kept = keys(pool), keys(chosen)
+    mismatched = {k for k, t in shapes.truth.items() if t.get("mismatched")}
+    return precision_recall({candidates[i] for i in candidates.keys() - kept.keys()}, mismatched,
+                            set(candidates.values()))

@@ -130,6 +130,33 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     for objective, metric in (("contrastive", "mean_R@5"), ("masked", "masked_token_accuracy")):
         printed = re.search(rf"{objective}\s+\w+\s+demo-shapes@v1 \[val\].*?{re.escape(metric)} ([\d.]+)", out)
         assert printed and float(printed.group(1)) == pytest.approx(ev[(objective, metric)], rel=1e-3, abs=1e-3)
+    # the sweep: a filtering setting beats none, and the chosen threshold catches the planted mismatches
+    sweep = {r["setting"]: r["value"] for r in wh.query_readonly(
+        "SELECT coalesce('min_clip_score=' || (d.filter_spec->>'min_clip_score'), 'none') AS setting, e.value "
+        "FROM datasets d JOIN models m USING (dataset_id) JOIN evals e USING (model_id) "
+        "WHERE d.name = 'demo-sweep' AND e.metric = 'mean_R@5' AND e.split = 'demo-holdout@v1'").to_pylist()}
+    assert len(sweep) == 4 and max(v for k, v in sweep.items() if k != "none") > sweep["none"], sweep
+    m = re.search(r"against the known mismatched captions: precision ([\d.]+) / recall ([\d.]+)", out)
+    assert m and float(m.group(1)) >= 0.9 and float(m.group(2)) >= 0.9, out[-3000:]
+    best = wh.query_readonly("SELECT d.manifest_uri FROM dataset_tags t JOIN datasets d ON d.name = t.name AND "
+                             "d.version = t.version WHERE t.name = 'demo-sweep' AND t.tag = 'best'").to_pylist()
+    pool = wh.query_readonly("SELECT manifest_uri FROM datasets WHERE name = 'demo-sweep-pool'").to_pylist()
+    import pyarrow.parquet as pq
+
+    kept = set(pq.read_table(wh.resolve(best[0]["manifest_uri"])).column("source_key").to_pylist())
+    candidates = set(pq.read_table(wh.resolve(pool[0]["manifest_uri"])).column("source_key").to_pylist())
+    bad = {k for k, t in truth.items() if t.get("mismatched")} & candidates
+    caught = (candidates - kept) & bad
+    assert float(m.group(1)) == pytest.approx(len(caught) / len(candidates - kept), abs=5e-4)
+    assert float(m.group(2)) == pytest.approx(len(caught) / len(bad), abs=5e-4)
+    assert re.search(r"plot: (\S+\.png)", out) and Path(re.search(r"plot: (\S+\.png)", out).group(1)).is_file()
+    # the open_clip command it prints names exactly the version's shards
+    from braceexpand import braceexpand
+
+    pattern = re.search(r"--train-data '([^']+)'", out).group(1)
+    sizes = json.loads((home / "datasets" / "demo-shapes" / "v1" / "sizes.json").read_text())
+    assert sorted(Path(p).name for p in braceexpand(pattern)) == sorted(sizes)
+    assert all(Path(p).is_file() for p in braceexpand(pattern))
     q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout

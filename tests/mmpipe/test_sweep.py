@@ -1,0 +1,29 @@
+"""Choosing a sweep's setting, and which samples a setting keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmpipe.sweep import Setting, choose
+
+
+def _r(setting: str, n: int, r5: float) -> dict:
+    return {"setting": setting, "n_samples": n, "metrics": {"mean_R@5": r5}, "samples_seen": 9600}
+
+
+def test_the_one_standard_error_rule_prefers_more_data_within_the_noise():
+    results = [_r("t=0.55", 607, 0.377), _r("t=0.65", 567, 0.392), _r("t=0.45", 626, 0.339), _r("none", 776, 0.281)]
+    best, reason = choose(results, "mean_R@5", 200)  # se = sqrt(.392 * .608 / 200) = 0.0345
+    assert best["setting"] == "t=0.55" and "within one standard error" in reason
+    assert choose(results, "mean_R@5", 20000)[0]["setting"] == "t=0.65"  # a large eval set: no slack
+    assert choose(results, "mean_R@5")[0]["setting"] == "t=0.65"  # no eval size: the best wins
+    assert choose([_r("a", 10, 0.5), _r("b", 5, 0.5)], "mean_R@5")[0]["setting"] == "a"  # tie: more data
+
+
+def test_settings_select_from_stored_scores():
+    pairs = [("a", 0.9), ("b", 0.1), ("c", 0.5), ("d", None), ("e", 0.7)]
+    assert Setting("m", "p", "min_clip_score", 0.5).select(pairs) == ["a", "c", "e"]
+    assert Setting("m", "p", "keep_fraction", 0.5).select(pairs) == ["a", "e"]  # top half of the scored 4
+    assert Setting("m", "p", "keep_fraction", 1.0).select(pairs) == ["a", "b", "c", "e"]
+    with pytest.raises(ValueError):
+        Setting("m", "p", "keep_fraction", 0.0)
