@@ -13,6 +13,7 @@ from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
 from mmpipe.sweep import Setting, choose
 from tasks.dataset import derive_dataset
+from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 from tasks.sweep import candidates_task, eval_ids_task, finished_setting, publish_sweep, tag_best
 from tasks.train import resolve_dataset_task
@@ -62,5 +63,6 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
         best, reason = choose(results, metric, eval_split["n_samples"])
         tag_best(home, name, best["version"], reason, run.run_id)
         plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)
-    return {"run_id": run.run_id, "results": results, "best": best, "reason": reason, "plot": plot,
+        report = write_report_page(home, f"{name}@{best['version']}")  # with the sweep's table and plot
+    return {"run_id": run.run_id, "results": results, "best": best, "reason": reason, "plot": plot, "report": report,
             "eval_dataset": eval_name}

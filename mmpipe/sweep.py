@@ -63,26 +63,67 @@ def choose(results: list[dict], metric: str, n_eval: int | None = None) -> tuple
                   f"({best['n_samples']} vs {top['n_samples']})")
 
 
-def plot(results: list[dict], metric: str, path: str | Path, chance: float | None = None) -> Path:
-    """Metric against the setting, one line per filter model and rule (matplotlib, Agg)."""
+def plot_png(results: list[dict], metric: str, chosen: str | None = None, chance: float | None = None) -> bytes:
+    """The metric against the setting as PNG bytes: one line per filter model and rule, no filtering
+    (keep fraction 1) as a dashed level when other settings are thresholds, each point labelled with its
+    sample count, the chosen version starred (matplotlib, Agg)."""
+    import io
+
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.6))
+    fig = Figure(figsize=(6.4, 3.8))
     ax = fig.add_subplot(1, 1, 1)
+    unfiltered = [r for r in results if r["rule"] == "keep_fraction" and r["value"] >= 1.0]
+    thresholds = any(r["rule"] == "min_clip_score" for r in results)
     groups: dict[tuple, list[dict]] = {}
     for r in results:
+        if thresholds and r in unfiltered:
+            continue
         groups.setdefault((r["model"], r["rule"]), []).append(r)
     for (model, rule), rows in sorted(groups.items()):
         rows = sorted(rows, key=lambda r: r["value"])
-        ax.plot([r["value"] for r in rows], [r["metrics"][metric] for r in rows], marker="o", label=f"{model} ({rule})")
+        xs, ys = [r["value"] for r in rows], [r["metrics"][metric] for r in rows]
+        ax.plot(xs, ys, marker="o", label=f"{rule} ({model})")
+        for r in rows:
+            ax.annotate(f"{r['n_samples']}", (r["value"], r["metrics"][metric]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7)
+        for r in rows:
+            if r["version"] == chosen:
+                ax.plot([r["value"]], [r["metrics"][metric]], marker="*", markersize=16, color="crimson",
+                        linestyle="none", label=f"chosen ({r['setting']})")
+    if thresholds:
+        for r in unfiltered:
+            ax.axhline(r["metrics"][metric], color="dimgrey", linestyle="--",
+                       label=f"no filtering ({r['n_samples']} samples)" + (" - chosen" if r["version"] == chosen else ""))
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", label="chance")
-    ax.set_xlabel("setting")
+    rules = {rule for _, rule in groups}
+    ax.set_xlabel(rules.pop() if len(rules) == 1 else "setting (threshold or keep fraction)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} against the curation setting, same recipe and samples seen")
+    ax.set_title(f"{metric} by filter setting (same recipe, same samples seen)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def plot(results: list[dict], metric: str, path: str | Path, chance: float | None = None,
+         chosen: str | None = None) -> Path:
+    """`plot_png` written to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    path.write_bytes(plot_png(results, metric, chosen, chance))
     return path
+
+
+def results_of(settings: list[dict], metric: str) -> list[dict]:
+    """Sweep results (as `plot_png` takes them) from stored rows: version, filter_spec, n_samples, value."""
+    out = []
+    for r in settings:
+        spec = r["filter_spec"]
+        rule = "min_clip_score" if spec.get("min_clip_score") is not None else "keep_fraction"
+        value = float(spec.get(rule) if spec.get(rule) is not None else 1.0)
+        out.append({"setting": f"{rule}={value:g}", "model": spec.get("clip_model") or "", "rule": rule,
+                    "value": value, "version": r["version"], "n_samples": r["n_samples"], "metrics": {metric: r["value"]}})
+    return out

@@ -60,7 +60,8 @@ def publish_sweep(home: str, run_id: str, name: str, results: list[dict], metric
                   reason: str) -> str:
     """The results as a table artifact, the metric-versus-setting plot, and a markdown summary."""
     path = plot(results, metric, Path(home) / "reports" / "sweeps" / run_id / f"{metric.replace('@', '_at_')}.png",
-                chance=results[0]["metrics"].get(metric.replace("mean_", "chance_")) if results else None)
+                chance=results[0]["metrics"].get(metric.replace("mean_", "chance_")) if results else None,
+                chosen=best["version"])
     create_table_artifact([{"setting": r["setting"], "filter model": r["model"], "dataset": f"{name}@{r['version']}",
                             "samples": r["n_samples"], metric: round(r["metrics"][metric], 4)} for r in results],
                           key=f"sweep-{name}".lower().replace("_", "-"), description=f"sweep {run_id}")

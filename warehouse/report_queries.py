@@ -127,7 +127,28 @@ def report_inputs(wh: Warehouse, spec: str) -> dict:
     out.update(model_inputs(wh, [ds["dataset_id"]]))
     out["children"] = wh.sql("SELECT name, version, n_samples, run_id FROM datasets WHERE parent_id = ? "
                              "ORDER BY created_at", [ds["dataset_id"]])
+    out["sweep"] = sweep_inputs(wh, ds)
     return out
+
+
+def sweep_inputs(wh: Warehouse, ds: dict) -> dict | None:
+    """When a sweep made this version: every setting of that sweep (version, filter spec, samples) with
+    the metrics of the model trained on it, the sweep's parameters and the tag it set; else None."""
+    run = wh.sql("SELECT run_id, params FROM runs WHERE run_id = ? AND flow = 'sweep'", [ds["run_id"]]).to_pylist()
+    if not run:
+        return None
+    params = json.loads(run[0]["params"]) if run[0]["params"] else {}
+    metric = params.get("metric") or "mean_R@5"
+    rows = wh.sql(
+        "SELECT d.version, d.filter_spec, d.n_samples, m.model_id, e.value FROM datasets d "
+        "JOIN models m USING (dataset_id) JOIN evals e ON e.model_id = m.model_id AND e.metric = ? "
+        "WHERE d.name = ? AND d.parent_id = ? ORDER BY d.version",
+        [metric, ds["name"], ds["parent_id"]]).to_pylist()
+    tag = wh.sql("SELECT tag, version, reason FROM dataset_tags WHERE name = ? AND run_id = ?",
+                 [ds["name"], ds["run_id"]]).to_pylist()
+    return {"run_id": ds["run_id"], "metric": metric, "params": params,
+            "settings": [{**r, "filter_spec": json.loads(r["filter_spec"]) if r["filter_spec"] else {}} for r in rows],
+            "tag": tag[0] if tag else None}
 
 
 def _clip_info(wh: Warehouse, fspec: dict, runs: list[str]) -> dict | None:

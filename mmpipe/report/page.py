@@ -60,6 +60,9 @@ def build_html(d: dict, save, compare: dict | None = None) -> str:
                          borderline(previews, (d.get("clip") or {}).get("threshold"))),
                  section("duplicates", "Near-duplicate pairs side by side",
                          duplicate_pairs(d["duplicates"].to_pylist(), previews))]
+    if d.get("sweep"):
+        nav.append(("sweep", "Sweep"))
+        body.append(section("sweep", "The sweep that chose this setting", sweep_section(d, save)))
     nav.append(("models", "Models"))
     body.append(section("models", "Trained models", models_section(d, save)))
     if compare is not None:
@@ -99,3 +102,25 @@ def scores_section(d: dict, save) -> str:
         parts += [figure(png, "2-D projection (PCA) of the stored CLIP image embeddings", "embedding projection"),
                   save("embeddings_pca.png", png)]
     return "".join(parts) or '<p class="none">no scores stored for this version\'s runs</p>'
+
+
+def sweep_section(d: dict, save) -> str:
+    """The settings of the sweep that made this version: each version's samples and metric, the plot, the choice."""
+    from mmpipe.sweep import plot_png, results_of
+
+    sw = d["sweep"]
+    metric, tag = sw["metric"], sw["tag"]
+    results = results_of(sw["settings"], metric)
+    chosen = tag["version"] if tag else None
+    rows = [{"setting": r["setting"], "version": f"{d['dataset']['name']}@{r['version']}", "samples": r["n_samples"],
+             metric: round(r["metrics"][metric], 4),
+             "": "chosen" if r["version"] == chosen else ("this version" if r["version"] == d["dataset"]["version"]
+                                                          else "")} for r in results]
+    png = plot_png(results, metric, chosen)
+    params = sw["params"]
+    lead = (f"<p>Sweep run <code>{esc(sw['run_id'])}</code>: every setting derived from the same stored scores, the "
+            f"same {esc(params.get('objective', 'contrastive'))} recipe for {esc(params.get('samples_seen'))} samples "
+            f"seen, evaluated on <code>{esc(params.get('eval_dataset'))}</code>.</p>")
+    choice = f"<p>Chosen: <b>{esc(chosen)}</b>, tagged <code>{esc(tag['tag'])}</code>: {esc(tag['reason'])}.</p>" \
+        if tag else "<p>No setting tagged yet.</p>"
+    return lead + table(rows) + figure(png, f"{metric} by filter setting", "sweep plot") + save("sweep.png", png) + choice

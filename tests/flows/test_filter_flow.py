@@ -101,6 +101,9 @@ def test_a_sweep_finds_that_filtering_beats_no_filtering_at_equal_samples_seen(f
     from pathlib import Path
 
     assert Path(result["plot"]).stat().st_size > 5000
+    page = Path(result["report"]).read_text()  # the chosen version's report shows the sweep: table and plot
+    assert "The sweep that chose this setting" in page and (Path(result["report"]).parent / "plots" / "sweep.png").is_file()
+    assert all(f"swept@{r['version']}" in page for r in result["results"])
     models = wh.sql("SELECT count(*) AS n FROM models").column("n")[0].as_py()
     again = sweep_flow(shapes.pattern, "swept", "heldout", **params)  # resumes: nothing is retrained
     assert wh.sql("SELECT count(*) AS n FROM models").column("n")[0].as_py() == models
