@@ -162,12 +162,14 @@ def recipe(run_id: Annotated[str, typer.Argument(help="A curate run id (see `mmp
     """Print the recipe (YAML) that reproduces a curate run: `mmpipe curate --config` takes it."""
     from mmpipe.recipe import recipe_from_params
 
-    rows = warehouse(home).sql("SELECT flow, params FROM runs WHERE run_id = ?", [run_id]).to_pylist()
-    if not rows:
+    from warehouse.queries import run_row
+
+    row = run_row(warehouse(home), run_id)
+    if row is None:
         fail(f"no run {run_id!r} (see `mmpipe runs`)")
-    if rows[0]["flow"] != "curate":
-        fail(f"{run_id} is a {rows[0]['flow']} run; recipes describe curate runs")
-    typer.echo(recipe_from_params(json.loads(rows[0]["params"])), nl=False)
+    if row["flow"] != "curate":
+        fail(f"{run_id} is a {row['flow']} run; recipes describe curate runs")
+    typer.echo(recipe_from_params(json.loads(row["params"])), nl=False)
 
 
 def curate_from_recipe(ctx: typer.Context, curate, config: Path, given: dict) -> None:
@@ -185,13 +187,12 @@ def curate_from_recipe(ctx: typer.Context, curate, config: Path, given: dict) ->
                                                                                                   "DEFAULT_MAP")}
     opts = merge(values, given, explicit)
     curate(ctx, **opts)
-    from warehouse.queries import resolve_dataset
+    from warehouse.queries import resolve_dataset, run_row
 
     wh = warehouse(opts.get("home"))
     ds = resolve_dataset(wh, opts["name"])
-    run = wh.sql("SELECT params FROM runs WHERE run_id = ?", [ds["run_id"]]).to_pylist()
     out_dir = Path(wh.resolve(ds["manifest_uri"])).parent
-    (out_dir / "recipe.yaml").write_text(recipe_from_params(json.loads(run[0]["params"]), semantic))
+    (out_dir / "recipe.yaml").write_text(recipe_from_params(json.loads(run_row(wh, ds["run_id"])["params"]), semantic))
     typer.echo(f"  recipe:   {out_dir / 'recipe.yaml'}")
     if semantic is not None:
         typer.echo("")

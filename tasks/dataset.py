@@ -19,8 +19,8 @@ from mmpipe.export import (export_shard, finalize_shards, first_json, read_stage
 from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
-from warehouse.queries import (dataset_version, export_meta, latest_curated, manifest_rows, next_version,
-                               outcome_counts, score_quantiles)
+from warehouse.queries import (dataset_version, derived_version, export_meta, latest_curated, manifest_rows,
+                               next_version, outcome_counts, score_quantiles)
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 
@@ -126,9 +126,7 @@ def derive_dataset(home: str, run_id: str, base: dict, sample_ids: list[str], na
     from the source or rescored); the manifest rows come from the parent's; lineage in parent_id."""
     wh = Warehouse(home)
     spec_json = json.dumps(filter_spec, sort_keys=True)
-    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND parent_id = ? "
-                                       "AND filter_spec::VARCHAR = ?", [name, base["dataset_id"], spec_json]
-                                       ).to_pylist()), None)
+    existing = derived_version(wh, name, base["dataset_id"], spec_json)
     if existing:  # the same subset of the same parent (a resumed or repeated run): registered already
         return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
                 "out_dir": str(Path(home) / "datasets" / name / existing["version"])}

@@ -16,7 +16,7 @@ from mmpipe.export import export_transform, finalize_shards, match_ids, read_id_
 from tasks.dataset import register_version
 from tasks.semantic import version_ids
 from warehouse import Warehouse
-from warehouse.queries import next_version
+from warehouse.queries import next_version, versions_of_run
 from warehouse.search_queries import sample_info, user_sample_ids
 
 
@@ -68,8 +68,8 @@ def export_version(home: str, run_id: str, base: dict, sample_ids: list[str], na
     re-encoded on request, json enriched), with per-shard _stats.json; lineage in parent_id."""
     wh = Warehouse(home)
     spec_json = json.dumps(filter_spec, sort_keys=True)
-    existing = next((d for d in wh.sql("SELECT * FROM datasets WHERE name = ? AND run_id = ?", [name, run_id])
-                     .to_pylist() if json.dumps(json.loads(d["filter_spec"]), sort_keys=True) == spec_json), None)
+    existing = next((d for d in versions_of_run(wh, name, run_id)
+                     if json.dumps(json.loads(d["filter_spec"]), sort_keys=True) == spec_json), None)
     if existing:  # a resumed run: this version is registered already
         return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
                 "out_dir": str(Path(home) / "datasets" / name / existing["version"])}

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mmpipe.sweep import plot
 from warehouse import Warehouse, utcnow
-from warehouse.queries import clip_scores_of, latest_model
+from warehouse.queries import clip_scores_of, latest_model, model_metrics
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -41,9 +41,7 @@ def finished_setting(home: str, dataset_id: str, objective: str, eval_split: str
     model = latest_model(wh, objective, dataset_id)
     if model is None:
         return None
-    rows = wh.sql("SELECT metric, value FROM evals WHERE model_id = ? AND split = ?",
-                  [model["model_id"], eval_split]).to_pylist()
-    metrics = {r["metric"]: r["value"] for r in rows}
+    metrics = model_metrics(wh, model["model_id"], eval_split)
     return {"model_id": model["model_id"], "metrics": metrics} if metric in metrics else None
 
 

@@ -275,3 +275,27 @@ def latest_curated(wh: Warehouse, name: str, run_id: str) -> dict | None:
         "SELECT d.* FROM datasets d JOIN runs r USING (run_id) WHERE d.name = ? AND r.flow = 'curate' "
         "AND d.run_id <> ?", [name, run_id]).to_pylist()
     return max(rows, key=lambda r: int(r["version"][1:]) if r["version"][1:].isdigit() else -1, default=None)
+
+
+def run_row(wh: Warehouse, run_id: str) -> dict | None:
+    """A run's id, flow and params (JSON text), or None."""
+    rows = wh.sql("SELECT run_id, flow, params FROM runs WHERE run_id = ?", [run_id]).to_pylist()
+    return rows[0] if rows else None
+
+
+def versions_of_run(wh: Warehouse, name: str, run_id: str) -> list[dict]:
+    """The `datasets` rows of `name` that run `run_id` registered."""
+    return wh.sql("SELECT * FROM datasets WHERE name = ? AND run_id = ?", [name, run_id]).to_pylist()
+
+
+def derived_version(wh: Warehouse, name: str, parent_id: str, filter_spec_json: str) -> dict | None:
+    """The version of `name` already derived from `parent_id` with this filter spec, or None."""
+    rows = wh.sql("SELECT * FROM datasets WHERE name = ? AND parent_id = ? AND filter_spec::VARCHAR = ?",
+                  [name, parent_id, filter_spec_json]).to_pylist()
+    return rows[0] if rows else None
+
+
+def model_metrics(wh: Warehouse, model_id: str, split: str) -> dict[str, float]:
+    """metric -> value of a model's evaluation on `split`."""
+    rows = wh.sql("SELECT metric, value FROM evals WHERE model_id = ? AND split = ?", [model_id, split]).to_pylist()
+    return {r["metric"]: r["value"] for r in rows}
