@@ -125,10 +125,29 @@ def report_inputs(wh: Warehouse, spec: str) -> dict:
             "SELECT s.duration_s, o.keep, o.drop_reason FROM outcomes o JOIN samples s USING (sample_id) "
             "WHERE o.run_id IN (SELECT unnest(?::VARCHAR[])) AND s.duration_s IS NOT NULL", [runs])
     out.update(model_inputs(wh, [ds["dataset_id"]]))
+    if ds["run_id"] not in runs and ds.get("parent_id"):
+        _by_membership(out, version_members(wh, ds))
     out["children"] = wh.sql("SELECT name, version, n_samples, run_id FROM datasets WHERE parent_id = ? "
                              "ORDER BY created_at", [ds["dataset_id"]])
     out["sweep"] = sweep_inputs(wh, ds)
     return out
+
+
+def _by_membership(out: dict, members: pa.Table) -> None:
+    """A version derived without reading inputs (a sweep setting, an export subset, semantic dedup): its
+    samples count as kept when the version holds them, as left out (dropped) when it does not."""
+    import pyarrow.compute as pc
+
+    for key in ("scores", "embeddings", "previews"):
+        t = out.get(key)
+        if t is None or "keep" not in t.column_names:
+            continue
+        held = pc.is_in(t["sample_id"], members["sample_id"])
+        t = t.set_column(t.column_names.index("keep"), "keep", held)
+        if "drop_reason" in t.column_names:
+            t = t.set_column(t.column_names.index("drop_reason"), "drop_reason",
+                             pc.if_else(held, t["drop_reason"], pa.scalar("not in this version")))
+        out[key] = t
 
 
 def sweep_inputs(wh: Warehouse, ds: dict) -> dict | None:
