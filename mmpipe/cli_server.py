@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import os
 import signal
 import socket
@@ -52,6 +53,16 @@ def private_server(timeout_s: float = 120.0) -> str:
     from importlib.util import find_spec
 
     app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
+    # Commands started together share PREFECT_HOME's database; a server migrates it as it starts, so
+    # starts are taken one at a time (two migrations at once fail), each until its server answers.
+    prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    with open(prefect_home / ".mmpipe-server-start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start(app_dir, port, env, timeout_s)
+
+
+def _start(app_dir: Path, port: int, env: dict, timeout_s: float) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
                              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "error", "--lifespan", "on"],
