@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmpipe demo
 
+# Two workers, a test file each at a time (the slow files wait on servers and subprocesses much of the time).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	bash tests/services.sh
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -85,7 +85,7 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     home = tmp_path / "demo-home"
     env["MMPIPE_HOME"] = str(home)
     exe = Path(sys.executable).with_name("mmpipe")
-    proc = subprocess.run([str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert "mmpipe sql" in out and "decompression_bomb" in out

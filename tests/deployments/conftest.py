@@ -4,6 +4,7 @@ PREFECT_HOME, stopped by PID (its whole process group), and helpers that wait on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -56,8 +57,17 @@ def server_env(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def on_server(env):
+    """Prefect clients made inside talk to the test's server, whatever the process's settings are (a
+    test harness another test started stays active for the session); nothing leaks into os.environ."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        yield
+
+
 def runs_of(env, flow_name: str) -> list:
-    os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -65,7 +75,8 @@ def runs_of(env, flow_name: str) -> list:
         async with get_client() as client:
             return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
 
-    return asyncio.run(go())
+    with on_server(env):
+        return asyncio.run(go())
 
 
 def wait_completed(env, flow_name: str, timeout: float, log: Path | None = None) -> object:
@@ -81,6 +92,12 @@ def wait_completed(env, flow_name: str, timeout: float, log: Path | None = None)
         time.sleep(2)
     raise AssertionError(f"no completed {flow_name} run within {timeout:.0f} s (runs: "
                          f"{[(r.name, r.state.type if r.state else None) for r in runs_of(env, flow_name)]})")
+
+
+@pytest.fixture
+def server_client():
+    """on_server(env): a context in which Prefect's client uses the test's server."""
+    return on_server
 
 
 @pytest.fixture

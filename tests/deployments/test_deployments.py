@@ -5,7 +5,6 @@ the `mmpipe.dataset.curated` event reaching Completed with its model and evals i
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXE = str(Path(sys.executable).with_name("mmpipe"))
 
 
-def test_curation_through_its_deployment_triggers_training(server_env, wait_run, tmp_path):
+def test_curation_through_its_deployment_triggers_training(server_env, server_client, wait_run, tmp_path):
     from mmpipe.train.synthetic import write_shape_shards
 
     env, procs = server_env
@@ -24,7 +23,6 @@ def test_curation_through_its_deployment_triggers_training(server_env, wait_run,
     out = subprocess.run([EXE, "deploy", "--image-source", str(tmp_path / "src"), "--audio-source", str(tmp_path)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
     from prefect.client.orchestration import get_client
 
     async def configure():
@@ -43,7 +41,8 @@ def test_curation_through_its_deployment_triggers_training(server_env, wait_run,
 
                     await client.update_deployment(d.id, DeploymentUpdate(parameters={**d.parameters, **small}))
 
-    asyncio.run(configure())
+    with server_client(env):
+        asyncio.run(configure())
     log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "mmpipe-process",
                                "--type", "process"], env=env, cwd=tmp_path, start_new_session=True,
@@ -51,7 +50,8 @@ def test_curation_through_its_deployment_triggers_training(server_env, wait_run,
     procs.append(worker)
     from prefect.deployments import run_deployment
 
-    run_deployment("curate/curate-images", parameters={"clip_model": "none", "min_side": 32}, timeout=0)
+    with server_client(env):
+        run_deployment("curate/curate-images", parameters={"clip_model": "none", "min_side": 32}, timeout=0)
     wlog = tmp_path / "worker.log"
     wait_run(env, "curate", 300, wlog)
     trained = wait_run(env, "train-contrastive", 400, wlog)
