@@ -104,3 +104,9 @@ def server_client():
 def wait_run():
     """wait_completed(env, flow_name, timeout, log) -> the first completed run of that flow."""
     return wait_completed
+
+
+@pytest.fixture
+def runs():
+    """runs_of(env, flow_name) -> the flow runs of that flow on the test's server."""
+    return runs_of

@@ -1,0 +1,129 @@
+"""`make demo` as a user runs it: `mmpipe demo` in a fresh process, every printed number checked
+against the warehouse and the demo's ground truth. First in collection order (tests/demo sorts first),
+so the longest test starts while the other test worker takes the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(1800)
+def test_mmpipe_demo_end_to_end(tmp_path):
+    """The README's demo command, in a fresh process with its own ephemeral Prefect server; every
+    number it prints is checked against the warehouse and the demo's ground truth."""
+    import re
+    import tarfile
+
+    from warehouse import Warehouse
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    home = tmp_path / "demo-home"
+    env["MMPIPE_HOME"] = str(home)
+    exe = Path(sys.executable).with_name("mmpipe")
+    proc = subprocess.run([str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1700)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "mmpipe sql" in out and "decompression_bomb" in out
+    assert (home / "prefect").is_dir()  # PREFECT_HOME under the mmpipe home
+    wh = Warehouse(home)
+    # run lines: "run <id>: N inputs, K kept, D dropped"
+    for run_id, n, k, d in re.findall(r"run (\S+): (\d+) inputs, (\d+) kept, (\d+) dropped", out):
+        row = wh.query_readonly("SELECT ingested, kept, dropped FROM run_summary WHERE run_id = ?", [run_id]).to_pylist()
+        assert row == [{"ingested": int(n), "kept": int(k), "dropped": int(d)}], run_id
+    # the filter's precision/recall, recomputed from the outcomes and the pool's planted truth
+    m = re.search(r"precision ([\d.]+), recall ([\d.]+) \((\d+) of (\d+) caught, (\d+) dropped", out)
+    assert m, out[-3000:]
+    truth = {}
+    for shard in sorted((home / "demo" / "shapes" / "pool").glob("*.tar")):
+        with tarfile.open(shard) as tf:
+            for mem in tf:
+                if mem.name.endswith(".json"):
+                    truth[f"{shard.name}/{mem.name[:-5]}"] = json.loads(tf.extractfile(mem).read())
+    curate_run = wh.query_readonly("SELECT run_id FROM run_summary WHERE flow = 'curate' AND name = 'demo-shapes'"
+                                   ).column("run_id")[0].as_py()
+    outcomes = wh.query_readonly("SELECT source_key, drop_stage FROM outcomes WHERE run_id = ?",
+                                 [curate_run]).to_pylist()
+    dropped = {o["source_key"] for o in outcomes if o["drop_stage"] == "clip_filter"}
+    scored = {o["source_key"] for o in outcomes if o["drop_stage"] in (None, "clip_filter")}
+    bad = {k for k, t in truth.items() if t.get("mismatched")} & scored
+    tp = len(dropped & bad)
+    assert (int(m.group(3)), int(m.group(4)), int(m.group(5))) == (tp, len(bad), len(dropped))
+    assert float(m.group(1)) == pytest.approx(tp / len(dropped), abs=5e-4)
+    assert float(m.group(2)) == pytest.approx(tp / len(bad), abs=5e-4)
+    # dataset lines: "dataset vN: S samples" + its shards hold exactly S samples
+    for version, n in re.findall(r"dataset (v\d+): (\d+) samples", out):
+        rows = wh.query_readonly("SELECT n_samples FROM datasets WHERE version = ? AND n_samples = ?",
+                                 [version, int(n)]).to_pylist()
+        assert rows, (version, n)
+    # the three model families on the curated shapes: quality on the validation split, as printed
+    ev = {(r["objective"], r["metric"]): r["value"] for r in wh.query_readonly(
+        "SELECT m.objective, e.metric, e.value FROM evals e JOIN models m USING (model_id) JOIN datasets d "
+        "USING (dataset_id) WHERE d.name = 'demo-shapes' AND e.split = 'val'").to_pylist()}
+    assert ev[("contrastive", "mean_R@5")] >= 3 * ev[("contrastive", "chance_R@5")]
+    assert ev[("masked", "masked_token_accuracy")] > ev[("masked", "masked_token_unigram_accuracy")]
+    assert ev[("diffusion", "conditioning_gap")] > 0
+    for objective, metric in (("contrastive", "mean_R@5"), ("masked", "masked_token_accuracy")):
+        printed = re.search(rf"{objective}\s+\w+\s+demo-shapes@v1 \[val\].*?{re.escape(metric)} ([\d.]+)", out)
+        assert printed and float(printed.group(1)) == pytest.approx(ev[(objective, metric)], rel=1e-3, abs=1e-3)
+    # the sweep: a filtering setting beats none, and the chosen threshold catches the planted mismatches
+    sweep = {r["setting"]: r["value"] for r in wh.query_readonly(
+        "SELECT coalesce('min_clip_score=' || (d.filter_spec->>'min_clip_score'), 'none') AS setting, e.value "
+        "FROM datasets d JOIN models m USING (dataset_id) JOIN evals e USING (model_id) "
+        "WHERE d.name = 'demo-sweep' AND e.metric = 'mean_R@5' AND e.split = 'demo-holdout@v1'").to_pylist()}
+    assert len(sweep) == 4 and max(v for k, v in sweep.items() if k != "none") > sweep["none"], sweep
+    m = re.search(r"against the known mismatched captions: precision ([\d.]+) / recall ([\d.]+)", out)
+    assert m and float(m.group(1)) >= 0.9 and float(m.group(2)) >= 0.9, out[-3000:]
+    best = wh.query_readonly("SELECT d.manifest_uri FROM dataset_tags t JOIN datasets d ON d.name = t.name AND "
+                             "d.version = t.version WHERE t.name = 'demo-sweep' AND t.tag = 'best'").to_pylist()
+    pool = wh.query_readonly("SELECT manifest_uri FROM datasets WHERE name = 'demo-sweep-pool'").to_pylist()
+    import pyarrow.parquet as pq
+
+    kept = set(pq.read_table(wh.resolve(best[0]["manifest_uri"])).column("source_key").to_pylist())
+    candidates = set(pq.read_table(wh.resolve(pool[0]["manifest_uri"])).column("source_key").to_pylist())
+    bad = {k for k, t in truth.items() if t.get("mismatched")} & candidates
+    caught = (candidates - kept) & bad
+    assert float(m.group(1)) == pytest.approx(len(caught) / len(candidates - kept), abs=5e-4)
+    assert float(m.group(2)) == pytest.approx(len(caught) / len(bad), abs=5e-4)
+    assert re.search(r"plot: (\S+\.png)", out) and Path(re.search(r"plot: (\S+\.png)", out).group(1)).is_file()
+    # the open_clip command it prints names exactly the version's shards
+    from braceexpand import braceexpand
+
+    pattern = re.search(r"--train-data '([^']+)'", out).group(1)
+    sizes = json.loads((home / "datasets" / "demo-shapes" / "v1" / "sizes.json").read_text())
+    assert sorted(Path(p).name for p in braceexpand(pattern)) == sorted(sizes)
+    assert all(Path(p).is_file() for p in braceexpand(pattern))
+    q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout
+    _relocate_and_compare(home, tmp_path / "moved" / "demo-home")
+
+
+def _relocate_and_compare(home, moved):
+    """Copy a home elsewhere, delete the original: every query answers the same, every path resolves."""
+    import shutil
+
+    from warehouse import Warehouse
+
+    queries = ["SELECT run_id, coalesce(drop_reason, 'kept') AS o, count(*) AS n FROM outcomes GROUP BY ALL ORDER BY ALL",
+               "SELECT name, version, n_samples, shards_uri, manifest_uri FROM datasets ORDER BY ALL",
+               "SELECT count(*) AS n, sum(score) AS s FROM clip_scores",
+               "SELECT objective, checkpoint_uri FROM models ORDER BY ALL"]
+    before = [Warehouse(home).query_readonly(q).to_pylist() for q in queries]
+    shutil.copytree(home, moved)
+    shutil.rmtree(home)
+    wh = Warehouse(moved, create=False)
+    assert [wh.query_readonly(q).to_pylist() for q in queries] == before
+    from braceexpand import braceexpand
+
+    for row in before[1]:
+        assert all(Path(p).is_file() for p in braceexpand(wh.resolve(row["shards_uri"])))
+        assert Path(wh.resolve(row["manifest_uri"])).is_file()
+    for row in before[3]:
+        assert Path(wh.resolve(row["checkpoint_uri"])).exists()
+    assert not home.exists()
