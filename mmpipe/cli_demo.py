@@ -63,8 +63,9 @@ def demo(home: HomeOpt = None,
 What it made (under {root}):
   demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
   lake/                           the warehouse: every sample, decision, model and metric (DuckLake)
-  datasets/demo-shapes/, demo-trusted/, demo-speech/
-                                  curated WebDataset shards, sizes.json, manifest.parquet
+  datasets/demo-shapes/, demo-trusted/, demo-holdout/, demo-speech/, demo-sweep/, demo-sweep-pool/
+                                  curated WebDataset shards, sizes.json, manifest.parquet, README.md
+  reports/NAME/VERSION/index.html a report per version (data card, plots, galleries); reports/sweeps/
   models/demo-filter/             the bootstrapped CLIP filter (safetensors)
   models/contrastive|masked|diffusion/   the three models (diffusion: samples.png beside its unet/)
 
