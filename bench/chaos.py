@@ -101,10 +101,15 @@ def snapshot(home: Path) -> dict:
                 members += sorted(m.name for m in tf)
     import pyarrow.parquet as pq
 
+    # The newest run: a kill that lands after a run completed (while the command exits) leaves a whole
+    # run, and the rerun is a second whole run; each run must equal the uninterrupted one.
+    last = wh.sql("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").column("run_id")[0].as_py()
     return {
-        "kept": sorted(wh.sql("SELECT sample_id FROM outcomes WHERE keep").column("sample_id").to_pylist()),
+        "kept": sorted(wh.sql("SELECT sample_id FROM outcomes WHERE keep AND run_id = ?", [last])
+                       .column("sample_id").to_pylist()),
         "decisions": sorted(tuple(r.values()) for r in wh.sql(
-            "SELECT sample_id, stage, keep, coalesce(drop_reason, '') AS r FROM decisions").to_pylist()),
+            "SELECT sample_id, stage, keep, coalesce(drop_reason, '') AS r FROM decisions WHERE run_id = ?",
+            [last]).to_pylist()),
         "manifest": sorted(pq.read_table(wh.resolve(ds["manifest_uri"]))["sample_id"].to_pylist()),
         "members": sorted(members),
         "duplicated": sum(wh.sql(f"SELECT count(*) - count(DISTINCT ({k})) AS d FROM {t}").column("d")[0].as_py()

@@ -24,10 +24,17 @@ from mmpipe.cli_common import HomeOpt, fail, guarded, home_of
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the command that started it dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dies_with(parent: int):
+    """A preexec_fn: in the child, before exec, the kernel is told to SIGKILL it when the command that
+    started it dies (a private API server holds nothing worth a graceful stop, and a server still
+    migrating its database would defer SIGTERM); if that command died already, the child exits."""
+    def arm() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # killed between fork and prctl
+            os._exit(1)
+
+    return arm
 
 
 def _free_port() -> int:
@@ -66,7 +73,8 @@ def _start(app_dir: Path, port: int, env: dict, timeout_s: float) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
                              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                            env=env, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     atexit.register(_stop, proc)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout_s
