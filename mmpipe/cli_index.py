@@ -41,8 +41,9 @@ def dedup(dataset: DatasetArg,
                f"{result['clusters']} clusters; {result['dropped']} dropped as semantic_duplicate "
                f"(threshold {threshold})")
     print_dataset(result["dataset"])
-    typer.echo(f"\nwhy: mmpipe sql \"SELECT sample_id, detail FROM decisions WHERE run_id = '{result['run_id']}' "
-               "AND NOT keep\"")
+    from warehouse import examples
+
+    typer.echo(f"\nwhy: mmpipe sql \"{examples.run_drops(result['run_id'])}\"")
 
 
 @guarded

@@ -84,5 +84,6 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
     typer.echo(f"\nchosen: {result['best']['setting']} -> {name}@{result['best']['version']}, tagged {name}@best: "
                f"{result['reason']}")
     typer.echo(f"plot:   {result['plot']}")
-    typer.echo(f"query:  mmpipe sql \"SELECT d.version, d.filter_spec, e.value FROM datasets d JOIN models m "
-               f"USING (dataset_id) JOIN evals e USING (model_id) WHERE d.name = '{name}' AND e.metric = '{metric}'\"")
+    from warehouse import examples
+
+    typer.echo(f"query:  mmpipe sql \"{examples.sweep_metrics(name, metric)}\"")

@@ -15,3 +15,14 @@ BEST_SETTING = ("SELECT d.name || '@' || d.version AS dataset, d.filter_spec->>'
 def run_reasons(run_id: str) -> str:
     """Why one run kept or dropped its inputs."""
     return f"SELECT drop_reason, count(*) FROM outcomes WHERE run_id = '{run_id}' GROUP BY 1"
+
+
+def run_drops(run_id: str) -> str:
+    """What one run (e.g. a semantic dedup) dropped, and why."""
+    return f"SELECT sample_id, detail FROM decisions WHERE run_id = '{run_id}' AND NOT keep"
+
+
+def sweep_metrics(name: str, metric: str) -> str:
+    """Each version a sweep derived for NAME, its filter spec and the model's metric."""
+    return ("SELECT d.version, d.filter_spec, e.value FROM datasets d JOIN models m USING (dataset_id) "
+            f"JOIN evals e USING (model_id) WHERE d.name = '{name}' AND e.metric = '{metric}'")
