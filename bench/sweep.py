@@ -1,8 +1,10 @@
 """A 4-setting filter sweep against 4 separate curate+train runs on the same data, in one run.
 
     .venv/bin/python bench/sweep.py [--n 3000] [--samples-seen 3200] [--fractions 1.0,0.8,0.6,0.4]
+                                    [--filter-model ViT-B-32 | mmpipe-tiny-clip]
 
-Both paths score the same pool with the same CLIP (mmpipe-tiny-clip, seeded random weights), keep
+Both paths score the same pool with the same filter CLIP (by default ViT-B-32, the production filter's
+architecture, with random weights: nothing is downloaded; or the tiny config, seeded), keep
 the same fractions, train the same recipe (tiny contrastive, same samples seen) and evaluate on the
 same held-out set. The sweep curates and scores the pool once and derives each setting's version
 from the stored scores; the baseline is what people do by hand: one `curate --keep-fraction F` plus
@@ -24,6 +26,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--samples-seen", type=int, default=3200)
     ap.add_argument("--fractions", default="1.0,0.8,0.6,0.4")
+    ap.add_argument("--filter-model", default="ViT-B-32", help="open_clip config that scores the pool; "
+                    "mmpipe-tiny-clip for the trained model's own tiny config")
     args = ap.parse_args()
     fractions = [float(x) for x in args.fractions.split(",")]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
@@ -48,15 +52,17 @@ def main() -> None:
     clip = open_clip.create_model(TINY_MODEL, pretrained=None, pretrained_text=False)
     ckpt = root / "tiny.safetensors"
     save_file({k: v.contiguous().clone() for k, v in clip.state_dict().items()}, str(ckpt))
+    # Random weights either way: the tiny one from a seeded checkpoint, a production config built bare.
+    filter_model, filter_weights = (TINY_MODEL, str(ckpt)) if args.filter_model == TINY_MODEL else (args.filter_model, None)
     train = {"samples": args.samples_seen, "batch_size": 64, "lr": 3e-3}
     print(f"{args.n} candidates, {len(fractions)} settings {fractions}, {args.samples_seen} samples seen each, "
-          f"{os.cpu_count()} CPU cores")
+          f"{os.cpu_count()} CPU cores; filter {filter_model} (random weights), trained {TINY_MODEL}")
     with prefect_test_harness(server_startup_timeout=180):
         home = str(root / "sweep")
         curate_flow(str(shapes.holdout_shard), "heldout", home=home, min_side=64, clip_model="none")
         t = time.perf_counter()
         result = sweep_flow(shapes.pattern, "swept", "heldout", home=home, keep_fractions=fractions,
-                            clip_models=[[TINY_MODEL, str(ckpt)]], samples_seen=args.samples_seen,
+                            clip_models=[[filter_model, filter_weights]], samples_seen=args.samples_seen,
                             batch_size=64, lr=3e-3, curate={"min_side": 64})
         sweep_s = time.perf_counter() - t
         print(f"sweep      {sweep_s:7.1f}s  " + ", ".join(
@@ -67,8 +73,8 @@ def main() -> None:
             home = str(root / f"separate-{i}")
             curate_flow(str(shapes.holdout_shard), "heldout", home=home, min_side=64, clip_model="none")
             t = time.perf_counter()
-            cur = curate_flow(shapes.pattern, "run", home=home, min_side=64, clip_model=TINY_MODEL,
-                              clip_pretrained=str(ckpt), keep_fraction=f)
+            cur = curate_flow(shapes.pattern, "run", home=home, min_side=64, clip_model=filter_model,
+                              clip_pretrained=filter_weights, keep_fraction=f)
             curate_s += time.perf_counter() - t
             trained = train_contrastive_flow(f"run@{cur['dataset']['version']}", home=home, eval_dataset="heldout",
                                              **train)

@@ -13,8 +13,9 @@ import os
 import sys
 from typing import Any, Iterator
 
-from prefect import Flow, Task, unmapped
+from prefect import Flow, Task, task, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -120,6 +121,17 @@ def on_dask() -> bool:
     return bool(ctx and dask_runners and isinstance(ctx.task_runner, dask_runners.DaskTaskRunner))
 
 
+def nested(flow: Flow) -> Flow:
+    """`flow` to call inside a running flow on the same runner: a subflow otherwise runs its tasks on
+    Prefect's default threads; on Dask it joins the running flow's cluster."""
+    if not on_dask():
+        return flow
+    from prefect_dask import DaskTaskRunner
+
+    address = FlowRunContext.get().task_runner.client.scheduler.address
+    return flow.with_options(task_runner=DaskTaskRunner(address=address))
+
+
 @contextlib.contextmanager
 def model_resources() -> Iterator[None]:
     """Tasks submitted inside need one GPU each, where the cluster's workers declare GPUs (a task
@@ -161,6 +173,29 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
             results.append(task(**{k: v[i] for k, v in mapped.items()}, **fixed))
             tick()
         return results
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{label}")
+def _flow_on_a_worker(label: str, flow: Flow, params: dict) -> Any:
+    """A whole flow run as one task (it runs as a subflow in the worker that takes it). No `gpu` tag:
+    the flow's own model tasks carry it, and a slot held here would keep them from getting one."""
+    return flow(**params)
+
+
+def flows_side_by_side(calls: list[tuple[str, Flow, dict]], description: str) -> list:
+    """Each `flow(**params)` of (label, flow, params), results in order: one after another here (one
+    model, one device), or all submitted at once across the Dask workers, each on one GPU where the
+    workers declare GPUs, as many at a time as there are workers free."""
+    if not on_dask():
+        with _Progress(len(calls), description) as tick:
+            results = []
+            for _, flow, params in calls:
+                results.append(flow(**params))
+                tick()
+            return results
+    with model_resources():
+        futures = [_flow_on_a_worker.submit(label, flow, params) for label, flow, params in calls]
+    return gather(futures, description)
 
 
 def gather(futures: list, description: str) -> list:

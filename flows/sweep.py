@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.curate import curate_flow
-from flows.runners import run_name
+from flows.runners import flows_side_by_side, nested, run_name
 from flows.train import train_contrastive_flow, train_masked_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
@@ -35,11 +35,16 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
         eval_split = resolve_dataset_task(home, eval_dataset)
         eval_name = f"{eval_split['name']}@{eval_split['version']}"
         held_out = eval_ids_task(eval_split["manifest"])  # no training subset may contain an evaluation sample
-        results = []
+        rows, pending = [], {}  # pending: a training per dataset version (two settings may select the same)
+        train = train_contrastive_flow if objective == "contrastive" else train_masked_flow
+        recipe = {"home": home, "samples": samples_seen, "batch_size": batch_size, "lr": lr, "seed": seed,
+                  "device": device, "eval_dataset": eval_name,
+                  **({"model_name": model_name} if objective == "contrastive" else {})}
         for model, pretrained in models:
             # The pool: every candidate scored, none filtered by CLIP; incremental, so a rerun over the same
             # source makes no new pool version and the derived versions and trained models are found again.
-            curated = curate_flow(source, f"{name}-pool", home=home, clip_model=model, clip_pretrained=pretrained,
+            # On Dask, its shards are scored across the same cluster the settings then train on.
+            curated = nested(curate_flow)(source, f"{name}-pool", home=home, clip_model=model, clip_pretrained=pretrained,
                                   keep_fraction=1.0, device=device, incremental=True, **(curate or {}))
             pool = curated["dataset"] or curated["unchanged"]
             candidates = [c for c in candidates_task(home, pool, model, stored_path(home, pretrained))
@@ -50,16 +55,19 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
                 spec = {"clip_model": model, "clip_pretrained": setting.pretrained, setting.rule: setting.value,
                         "parent": f"{name}-pool@{pool['version']}", "excluded": eval_name}
                 ds = derive_dataset(home, run.run_id, pool, setting.select(candidates), name, spec)
+                row = {"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
+                       "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"],
+                       "samples_seen": samples_seen}
                 done = finished_setting(home, ds["dataset_id"], objective, eval_name, metric)
-                if done is None:
-                    train = train_contrastive_flow if objective == "contrastive" else train_masked_flow
-                    kwargs = {"model_name": model_name} if objective == "contrastive" else {}
-                    trained = train(f"{name}@{ds['version']}", home=home, samples=samples_seen, batch_size=batch_size,
-                                    lr=lr, seed=seed, device=device, eval_dataset=eval_name, **kwargs)
-                    done = {"model_id": trained["model_id"], "metrics": trained["evals"]["metrics"]}
-                results.append({"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
-                                "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"],
-                                "samples_seen": samples_seen, **done})
+                if done is None:  # trained below; a resumed sweep retrains no finished setting
+                    pending[ds["dataset_id"]] = (f"train-{name}@{ds['version']}", train,
+                                                 {"dataset": f"{name}@{ds['version']}", **recipe})
+                rows.append((row, done))
+        # Settings train side by side on Dask workers (one GPU each where declared), in turn otherwise.
+        trained = flows_side_by_side(list(pending.values()), f"sweep {name}, {len(pending)} settings to train")
+        fresh = {dataset_id: {"model_id": t["model_id"], "metrics": t["evals"]["metrics"]}
+                 for dataset_id, t in zip(pending, trained)}
+        results = [{**row, **(done or fresh[row["dataset_id"]])} for row, done in rows]
         best, reason = choose(results, metric, eval_split["n_samples"])
         tag_best(home, name, best["version"], reason, run.run_id)
         plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)

@@ -25,7 +25,7 @@ DaskWorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes of
                                                             "present).")]
 
 
-def _runner(runner: str, dask_address: Optional[str], dask_workers: Optional[int]) -> dict:
+def runner_choice(runner: str, dask_address: Optional[str], dask_workers: Optional[int]) -> dict:
     """The task runner choice as run_with takes it; a wrong combination fails before Prefect starts."""
     if runner not in ("local", "dask"):
         fail(f"--runner is local or dask, not {runner!r}")
@@ -55,7 +55,7 @@ def ingest(folder: Annotated[Path, typer.Argument(help="Folder of images with ca
     """Ingest a folder of captioned images: decode, validate, record every sample and decision."""
     if not folder.is_dir():
         fail(f"not a folder: {folder}")
-    where = _runner(runner, dask_address, dask_workers)
+    where = runner_choice(runner, dask_address, dask_workers)
     start_flows(home)
     from flows.ingest import ingest_flow
     from flows.runners import run_with
@@ -115,7 +115,7 @@ def curate(
     if min_clip_score is not None and keep_fraction is not None:
         fail("give --min-clip-score or --keep-fraction, not both")
     _check_source(SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split))
-    where = _runner(runner, dask_address, dask_workers)
+    where = runner_choice(runner, dask_address, dask_workers)
     start_flows(home)
     from flows.curate import curate_flow
     from flows.runners import run_with
@@ -177,7 +177,7 @@ def transcribe(
     if task not in ("transcribe", "translate"):
         fail("--task is transcribe or translate")
     _check_source(SourceSpec(source, kind=kind, media_col=url_col, text_col=text_col, split=split, modality="audio"))
-    where = _runner(runner, dask_address, dask_workers)
+    where = runner_choice(runner, dask_address, dask_workers)
     start_flows(home)
     from flows.runners import run_with
     from flows.transcribe import transcribe_flow

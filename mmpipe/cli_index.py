@@ -132,7 +132,7 @@ def export(dataset: DatasetArg,
            name: Annotated[Optional[str], typer.Option(help="Name of the new version (default NAME).")] = None,
            home: HomeOpt = None) -> None:
     """Reshard a version (a subset, resized, re-encoded) as a new version with lineage, img2dataset-style."""
-    from mmpipe.export import RESIZE_MODES
+    from mmpipe.export_options import RESIZE_MODES
 
     if resize_mode not in RESIZE_MODES[:3]:
         fail(f"--resize-mode is one of {', '.join(RESIZE_MODES[:3])}")

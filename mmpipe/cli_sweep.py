@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmpipe.cli_common import HomeOpt, fail, guarded, home_of, start_flows
+from mmpipe.cli_curate import DaskAddressOpt, DaskWorkersOpt, RunnerOpt, runner_choice
 from mmpipe.cli_output import emit
 from mmpipe.models.names import TINY_CLIP
 
@@ -41,9 +42,11 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
           min_side: Annotated[int, typer.Option(help="Basic filter of the pool's curation.")] = 200,
           device: Annotated[Optional[str], typer.Option(help="cuda or cpu.")] = None,
           format: Annotated[str, typer.Option("--format", help="table, json or jsonl.")] = "table",
+          runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
           home: HomeOpt = None) -> None:
     """Derive a dataset version per filter setting from stored scores, train the same recipe on each for
-    the same samples seen, evaluate on one fixed set, and tag the best version NAME@best."""
+    the same samples seen, evaluate on one fixed set, and tag the best version NAME@best. On Dask the
+    settings train side by side, one per worker (one GPU each where the workers declare GPUs)."""
     scores, fractions = _floats(min_clip_score, "--min-clip-score"), _floats(keep_fraction, "--keep-fraction")
     if not scores and not fractions:
         fail("give the settings to sweep: --min-clip-score 0.2,0.25,0.3 and/or --keep-fraction 0.3,0.5,1.0")
@@ -61,11 +64,13 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
         validate(SourceSpec(source))
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    where = runner_choice(runner, dask_address, dask_workers)
     start_flows(home)
+    from flows.runners import run_with
     from flows.sweep import sweep_flow
 
     try:
-        result = sweep_flow(source, name, eval_dataset, home=str(home_of(home)), min_clip_scores=scores or None,
+        result = run_with(sweep_flow, **where, source=source, name=name, eval_dataset=eval_dataset, home=str(home_of(home)), min_clip_scores=scores or None,
                             keep_fractions=fractions or None,
                             clip_models=[[m, None if (t or "").lower() == "none" else t] for m, t in zip(models, tags)],
                             objective=objective, samples_seen=samples_seen, model_name=model_name,

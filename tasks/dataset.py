@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -125,16 +126,29 @@ def derive_dataset(home: str, run_id: str, base: dict, sample_ids: list[str], na
     """A new version holding `sample_ids` of a parent version, copied from its shards (nothing re-read
     from the source or rescored); the manifest rows come from the parent's; lineage in parent_id."""
     wh = Warehouse(home)
-    spec_json = json.dumps(filter_spec, sort_keys=True)
-    existing = derived_version(wh, name, base["dataset_id"], spec_json)
-    if existing:  # the same subset of the same parent (a resumed or repeated run): registered already
+    # The same subset of the same parent (a resumed or repeated run) is registered already.
+    existing = derived_version(wh, name, base["dataset_id"], json.dumps(filter_spec, sort_keys=True))
+    return subset_version(wh, home, run_id, base, sample_ids, name, filter_spec, existing, shard_size)
+
+
+def subset_version(wh: Warehouse, home: str, run_id: str, base: dict, sample_ids: list[str], name: str,
+                   filter_spec: dict, existing: dict | None, shard_size: int = 1000, transform=None, on_parts=None) -> dict:
+    """`existing` when the caller found this subset registered already; else a new version of `name`
+    with `sample_ids` of `base` resharded from its shards (each sample through `transform(key, files)`
+    when given; `on_parts(out_dir, parts, started)` sees the parts before they are named), its manifest
+    rows taken from the parent's, registered with lineage in parent_id."""
+    if existing:
         return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
                 "out_dir": str(Path(home) / "datasets" / name / existing["version"])}
     version = next_version(wh, name)
     out = Path(home) / "datasets" / name / version
     keep = set(sample_ids)
     shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
-    sizes, shard_of, pattern = finalize_shards(out, reshard(shards, keep, out, shard_size))
+    started = time.time()
+    parts = reshard(shards, keep, out, shard_size, transform)
+    if on_parts is not None:
+        on_parts(out, parts, started)
+    sizes, shard_of, pattern = finalize_shards(out, parts)
     parent = pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()
     rows = [{k: v for k, v in r.items() if k not in ("shard", "split")} for r in parent if r["sample_id"] in keep]
     return register_version(wh, out, name, version, base["modality"], rows, sizes, shard_of, pattern, filter_spec,

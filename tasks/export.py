@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
-from braceexpand import braceexpand
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mmpipe.export import export_transform, finalize_shards, match_ids, read_id_file, reshard, write_shard_stats
-from tasks.dataset import register_version
+from mmpipe.export_options import export_transform, match_ids, read_id_file, write_shard_stats
+from tasks.dataset import subset_version
 from tasks.semantic import version_ids
 from warehouse import Warehouse
-from warehouse.queries import next_version, versions_of_run
+from warehouse.queries import versions_of_run
 from warehouse.search_queries import sample_info, user_sample_ids
 
 
@@ -68,21 +66,11 @@ def export_version(home: str, run_id: str, base: dict, sample_ids: list[str], na
     re-encoded on request, json enriched), with per-shard _stats.json; lineage in parent_id."""
     wh = Warehouse(home)
     spec_json = json.dumps(filter_spec, sort_keys=True)
+    # A resumed run finds the version it registered; a new export of the same request makes a new one
+    # (the id file or the query's result may have changed since).
     existing = next((d for d in versions_of_run(wh, name, run_id)
                      if json.dumps(json.loads(d["filter_spec"]), sort_keys=True) == spec_json), None)
-    if existing:  # a resumed run: this version is registered already
-        return {**existing, "shards_uri": wh.resolve(existing["shards_uri"]),
-                "out_dir": str(Path(home) / "datasets" / name / existing["version"])}
-    version = next_version(wh, name)
-    out = Path(home) / "datasets" / name / version
-    shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
     transform = export_transform(resize, resize_mode, image_format, quality, _json_fields(wh, base, sample_ids))
-    started = time.time()
-    parts = reshard(shards, set(sample_ids), out, shard_size, transform)
-    write_shard_stats(out, parts, started, time.time(), filter_spec.get("export", {}))
-    sizes, shard_of, pattern = finalize_shards(out, parts)
-    parent = pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()
-    keep = set(sample_ids)
-    rows = [{k: v for k, v in r.items() if k not in ("shard", "split")} for r in parent if r["sample_id"] in keep]
-    return register_version(wh, out, name, version, base["modality"], rows, sizes, shard_of, pattern, filter_spec,
-                            run_id, base["dataset_id"])
+    return subset_version(wh, home, run_id, base, sample_ids, name, filter_spec, existing, shard_size, transform,
+                          on_parts=lambda out, parts, started: write_shard_stats(out, parts, started, time.time(),
+                                                                                 filter_spec.get("export", {})))

@@ -131,5 +131,44 @@ def test_cli_runner_options_fail_fast_on_a_wrong_combination(shapes, tmp_path):
     for extra, message in ((["--runner", "ray"], "--runner is local or dask"),
                            (["--dask-workers", "2"], "--dask-workers sizes the LocalCluster"),
                            (["--dask-address", "tcp://127.0.0.1:1", "--dask-workers", "2"], "without --dask-address")):
-        out = CliRunner().invoke(app, ["curate", shapes.pattern, "--name", "x", "--home", str(tmp_path), *extra])
-        assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output
+        for command in (["curate", shapes.pattern, "--name", "x"],
+                        ["sweep", shapes.pattern, "--name", "x", "--eval-dataset", "h", "--keep-fraction", "0.5,1"]):
+            out = CliRunner().invoke(app, [*command, "--home", str(tmp_path), *extra])
+            assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output
+
+
+def test_a_sweep_on_dask_scores_the_pool_on_the_workers_and_trains_its_settings_side_by_side(
+        prefect_harness, shapes, tiny_clip_checkpoint, tmp_path):
+    """Two settings, two worker processes: each setting's training (a subflow in a task) runs on its own
+    worker, at the same time as the other; the driver loads no model."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from flows.curate import curate_flow
+    from flows.runners import local_cluster_kwargs, run_with, same_numerics
+    from flows.sweep import sweep_flow
+    from mmpipe.models import cache
+
+    home = str(tmp_path / "home")
+    curate_flow(str(shapes.holdout_shard), "heldout", home=home, min_side=64, clip_model="none")
+    cache.clear()
+    with same_numerics():
+        cluster = LocalCluster(**local_cluster_kwargs(2))
+    with cluster, Client(cluster) as client, get_task_stream(client) as stream:
+        result = run_with(sweep_flow, dask_address=cluster.scheduler_address, source=shapes.pattern, name="swept",
+                          eval_dataset="heldout", home=home, keep_fractions=[1.0, 0.5],
+                          clip_models=[[TINY_MODEL, tiny_clip_checkpoint]], samples_seen=256, batch_size=32,
+                          curate={"min_side": 64, "clip_workers": 0})
+        names = {addr: w["name"] for addr, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+    assert not cache._models  # scoring and training loaded their models in the workers only
+    assert [r["setting"] for r in result["results"]] == ["keep_fraction=1", "keep_fraction=0.5"]
+    assert all(r["samples_seen"] == 256 and "mean_R@5" in r["metrics"] for r in result["results"])
+    assert result["results"][0]["n_samples"] > result["results"][1]["n_samples"] > 0
+    spans = {}
+    for t in stream.data:
+        if t["key"].startswith("_flow_on_a_worker"):
+            compute = [s for s in t["startstops"] if s["action"] == "compute"]
+            spans[t["key"]] = (names[t["worker"]], compute[0]["start"], compute[0]["stop"])
+    assert len(spans) == 2
+    (w1, start1, stop1), (w2, start2, stop2) = spans.values()
+    assert w1 != w2 and max(start1, start2) < min(stop1, stop2)  # two workers, overlapping in time
+    assert any(t["key"].startswith("score_staged_shard") for t in stream.data)  # the pool was scored on Dask

@@ -75,7 +75,7 @@ def test_embeddings_in_clip_retrieval_layout(tmp_path):
 
 @pytest.mark.parametrize("mode,size", [("center_crop", (64, 64)), ("keep_ratio", (128, 64)), ("border", (64, 64))])
 def test_resize_modes_are_img2datasets(mode, size):
-    from mmpipe.export import resize_image
+    from mmpipe.export_options import resize_image
 
     img = Image.new("RGB", (200, 100), (255, 0, 0))
     out = resize_image(img, 64, mode)
@@ -85,7 +85,7 @@ def test_resize_modes_are_img2datasets(mode, size):
 
 
 def test_id_files_datacomp_uids_and_parquet(tmp_path):
-    from mmpipe.export import match_ids, read_id_file
+    from mmpipe.export_options import match_ids, read_id_file
 
     ids = ["ab" * 32, "cd" * 32, "ef" * 32]
     uids = np.array([(int(s[:16], 16), int(s[16:32], 16)) for s in ids[:2]], dtype="u8,u8")
