@@ -19,7 +19,7 @@ from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
 from tasks.train import announce_model, model_id_for, register_model_task, resolve_dataset_task, train_task
 from warehouse import Warehouse
-from warehouse.queries import latest_model
+from warehouse.dataset_queries import latest_model
 
 
 def _train(objective: str, dataset: str, home: str | None, params: dict, options: dict, evaluate: bool,

@@ -89,7 +89,7 @@ def search(dataset: DatasetArg,
     from mmpipe.models.clip import load_clip
     from mmpipe.search import encode_query, load_index
     from mmpipe.search import search as nearest
-    from warehouse.queries import resolve_dataset
+    from warehouse.dataset_queries import resolve_dataset
 
     root = home_of(home)
     ds = resolve_dataset(warehouse(home), dataset)
@@ -188,7 +188,8 @@ def curate_from_recipe(ctx: typer.Context, curate, config: Path, given: dict) ->
                                                                                                   "DEFAULT_MAP")}
     opts = merge(values, given, explicit)
     curate(ctx, **opts)
-    from warehouse.queries import resolve_dataset, run_row
+    from warehouse.dataset_queries import resolve_dataset
+    from warehouse.queries import run_row
 
     wh = warehouse(opts.get("home"))
     ds = resolve_dataset(wh, opts["name"])

@@ -136,7 +136,7 @@ def print_dataset(ds: dict) -> None:
 
 def print_models(wh, model_ids: list[str]) -> None:
     """The headline metrics of some models, one line per model and split."""
-    from warehouse.queries import models_with_evals
+    from warehouse.dataset_queries import models_with_evals
 
     rows = models_with_evals(wh, model_ids).to_pylist()
     keep = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",

@@ -78,7 +78,7 @@ def runs(limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20
 def datasets(name: Annotated[Optional[str], typer.Argument(help="Only this dataset's versions.")] = None,
              format: FormatOpt = "table", home: HomeOpt = None) -> None:
     """Dataset versions with their sample counts and where their shards are."""
-    from warehouse.queries import dataset_versions
+    from warehouse.dataset_queries import dataset_versions
 
     emit(dataset_versions(warehouse(home), name), format, None, 1000)
 

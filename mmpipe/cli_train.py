@@ -98,7 +98,7 @@ def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a uniq
 def models(format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, jsonl")] = "table",
            home: HomeOpt = None) -> None:
     """Trained models with their dataset version and metrics."""
-    from warehouse.queries import models_with_evals
+    from warehouse.dataset_queries import models_with_evals
 
     emit(models_with_evals(warehouse(home)), format, None, 1000)
 

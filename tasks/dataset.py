@@ -20,8 +20,8 @@ from mmpipe.export import (export_shard, finalize_shards, first_json, read_stage
 from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
-from warehouse.queries import (dataset_version, derived_version, export_meta, latest_curated, manifest_rows,
-                               next_version, outcome_counts, score_quantiles)
+from warehouse.dataset_queries import dataset_version, derived_version, latest_curated, next_version
+from warehouse.queries import export_meta, manifest_rows, outcome_counts, score_quantiles
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 

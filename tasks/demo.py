@@ -39,7 +39,7 @@ def evaluate_sweep_choice(home: str, pool: str, chosen: str, shapes: ShapesSet) 
     import pyarrow.parquet as pq
 
     from mmpipe.evaluate.filtering import precision_recall
-    from warehouse.queries import resolve_dataset
+    from warehouse.dataset_queries import resolve_dataset
 
     wh = Warehouse(home)
 

@@ -14,7 +14,7 @@ from mmpipe.export_options import export_transform, match_ids, read_id_file, wri
 from tasks.dataset import subset_version
 from tasks.semantic import version_ids
 from warehouse import Warehouse
-from warehouse.queries import versions_of_run
+from warehouse.dataset_queries import versions_of_run
 from warehouse.search_queries import sample_info, user_sample_ids
 
 

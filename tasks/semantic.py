@@ -15,7 +15,7 @@ from mmpipe.models.clip import from_f16_bytes
 from mmpipe.search import build_index, index_kind, save_index, write_embeddings, write_index_info
 from mmpipe.semdedup import REASON, STAGE, STAGE_VERSION, SemDedupConfig, semantic_duplicates
 from warehouse import Warehouse
-from warehouse.queries import resolve_dataset
+from warehouse.dataset_queries import resolve_dataset
 from warehouse.search_queries import (embedding_models, record_semantic_dedup, sample_info,
                                       semantic_dedup_summary, stored_embeddings)
 

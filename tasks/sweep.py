@@ -11,7 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from mmpipe.sweep import plot
 from warehouse import Warehouse, utcnow
-from warehouse.queries import clip_scores_of, latest_model, model_metrics
+from warehouse.dataset_queries import latest_model, model_metrics
+from warehouse.queries import clip_scores_of
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

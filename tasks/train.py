@@ -15,7 +15,7 @@ from prefect.events import emit_event
 from mmpipe.home import stored_path
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
-from warehouse.queries import dataset_by_id, model_row, resolve_dataset
+from warehouse.dataset_queries import dataset_by_id, model_row, resolve_dataset
 
 _PATH_KEYS = ("pretrained", "clip_pretrained", "out_dir")  # stored relative to the home when inside it
 STEP_FLUSH = 25  # per-step metrics reach the warehouse in batches (a commit per step would dominate)

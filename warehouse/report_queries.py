@@ -11,7 +11,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.queries import resolve_dataset
+from warehouse.dataset_queries import resolve_dataset
 from warehouse.store import Warehouse
 
 MAX_POINTS = 5000  # embeddings projected (hash-sampled, so the same ones every time)

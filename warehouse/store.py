@@ -6,15 +6,14 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from warehouse.catalog import Catalog, catalog_for, connect, retrying, write_lock
 from warehouse.guard import QueryError, ReadOnlyError, check_user_query
+from warehouse.records import Records, utcnow
 
 _SQL_DIR = Path(__file__).parent
 SCHEMA_VERSION = "5"
@@ -58,7 +57,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Warehouse:
+class Warehouse(Records):
     """The mmpipe warehouse under `home` (DuckLake: <home>/lake/catalog.sqlite or PostgreSQL + lake/data)."""
 
     def __init__(self, home: str | os.PathLike, create: bool = True, catalog: str | None = None,
@@ -233,40 +232,6 @@ class Warehouse:
             finally:
                 cur.close()
 
-    def register_dataset(self, row: dict[str, Any], run_id: str | None = None) -> None:
-        """Record a dataset version (one row of `datasets`); its snapshot is the dataset's version in time."""
-        self.write_many({"datasets": _row_table(row)},
-                        {"message": f"dataset {row['name']}@{row['version']}", "dataset": row["name"],
-                         "version": row["version"], "run_id": row.get("run_id")})
-
-    def register_model(self, row: dict[str, Any], run_id: str | None = None) -> None:
-        """Record a trained model (one row of `models`)."""
-        self.write("models", _row_table(row), run_id)
-
-    def record_eval(self, rows: list[dict[str, Any]], run_id: str | None = None) -> None:
-        """Record evaluation metrics (rows of `evals`)."""
-        self.write("evals", pa.Table.from_pylist([_jsonable(r) for r in rows]), run_id)
-
-    def record_run(self, run_id: str, flow: str, status: str, params: dict | None = None,
-                   flow_run_id: str | None = None, code_version: str | None = None,
-                   started_at: datetime | None = None, warnings: list | None = None) -> None:
-        """Insert or update a row of `runs` (the newest status wins)."""
-        now = utcnow()
-        prev = self.sql("SELECT started_at, params, flow_run_id, code_version, warnings FROM runs WHERE run_id = ?",
-                        [run_id]).to_pylist()
-        old = prev[0] if prev else {}
-        row = {
-            "run_id": run_id, "flow": flow, "status": status,
-            "flow_run_id": flow_run_id or old.get("flow_run_id"),
-            "params": json.dumps(params, sort_keys=True, default=str) if params is not None else old.get("params"),
-            "code_version": code_version or old.get("code_version"),
-            "started_at": started_at or old.get("started_at") or now,
-            "finished_at": now if status != "running" else None,
-            "warnings": json.dumps(warnings) if warnings is not None else old.get("warnings"),
-        }
-        self.write_many({"runs": _row_table(row)}, {"message": f"run {run_id} {status}", "run_id": run_id,
-                                                     "status": status})
-
     # ---- reads -------------------------------------------------------------------------
     def sql(self, query: str, params: list | None = None) -> pa.Table:
         """Run a query for the pipeline itself (it sees the latest committed snapshot) and return Arrow."""
@@ -326,19 +291,6 @@ class Warehouse:
         """A path under the home as stored in the warehouse (relative, so the home can move)."""
         p = Path(path).resolve()
         return str(p.relative_to(self.home)) if p.is_relative_to(self.home) else str(p)
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: json.dumps(v, default=str) if isinstance(v, (dict, list)) else v for k, v in row.items()}
-
-
-def _row_table(row: dict[str, Any]) -> pa.Table:
-    return pa.Table.from_pylist([_jsonable(row)])
-
-
-def utcnow() -> datetime:
-    """Naive UTC now, as stored in TIMESTAMP columns."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 __all__ = ["TABLES", "VIEWS", "QueryError", "ReadOnlyError", "Warehouse", "utcnow"]

@@ -142,7 +142,8 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
         from mmpipe.sources.folder import read_entries
 
         return read_entries(list(shard.entries), source, spec.modality, spec.max_file_bytes, shard.index), None
-    from mmpipe.sources.table import read_parquet_rows, read_records, resolve_columns
+    from mmpipe.sources.table import read_parquet_rows, resolve_columns
+    from mmpipe.sources.table_media import read_records
 
     cols = spec.columns()
     if shard.kind == "hf":

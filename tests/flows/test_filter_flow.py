@@ -42,7 +42,7 @@ def test_the_threshold_is_the_quantile_of_the_held_out_split(filtered):
 
     from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
     from mmpipe.train.data import iter_pairs
-    from warehouse.queries import resolve_dataset
+    from warehouse.dataset_queries import resolve_dataset
 
     wh = Warehouse(filtered["home"])
     filt = filtered["filter"]
@@ -66,7 +66,7 @@ def test_a_sweep_finds_that_filtering_beats_no_filtering_at_equal_samples_seen(f
     the winner is tagged, the plot written, and a rerun retrains nothing."""
     from flows.curate import curate_flow
     from flows.sweep import sweep_flow
-    from warehouse.queries import resolve_dataset
+    from warehouse.dataset_queries import resolve_dataset
 
     home, filt, shapes = filtered["home"], filtered["filter"], filtered["shapes"]
     curate_flow(str(shapes.holdout_shard), "heldout", home=home, min_side=64, clip_model="none")
