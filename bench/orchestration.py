@@ -8,7 +8,8 @@ dedup, tiny CLIP with random weights, CLIP filter, export, publish); loaded mode
 paths. Prints wall seconds per path and round (with the CPU seconds of this process, Prefect's API
 server and the Dask workers), the direct path's stages, the fixed costs (Prefect's temporary server,
 an empty Dask flow) and ratio = prefect / direct over the best round of each. Goal: <= 1.10. A
-diagnostic path runs the local flow with the model tasks' `gpu` tag taken off.
+further path runs the local flow with a `gpu` concurrency limit on the server (as `mmpipe deploy`
+makes one), so the model tasks keep their `gpu` tag and ask for a slot each.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 
 CLIP = {"clip_model": "mmpipe-tiny-clip", "clip_pretrained": None, "keep_fraction": 0.8, "clip_workers": 0}
 FILTERS = {"min_side": 64}
-# (label, runner, on the Dask workers, model tasks keep their `gpu` tag)
-PATHS = (("prefect local", "local", False, True), ("prefect dask", "dask", True, True),
-         ("prefect local, no tag", "local", False, False))
+# (label, runner, on the Dask workers, a `gpu` concurrency limit exists)
+PATHS = (("prefect local", "local", False, False), ("prefect dask", "dask", True, False),
+         ("prefect local, gpu limit", "local", False, True))
 
 
 def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
-    """The curate flow's recipe with each task's body (`.fn`) called in plain Python, same thread count."""
+    """The curate flow's recipe with each task's body (`.fn`) called in plain Python, same thread count,
+    down to the report page the flow writes last."""
     from mmpipe.home import stored_path
     from mmpipe.schema import MAX_PIXELS
     from mmpipe.sources import SourceSpec
@@ -42,7 +44,9 @@ def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
     from tasks.curate import clip_filter_run, dedup_run, prepare_shard, remove_staging, staged_path, staging_dir
     from tasks.dataset import choose_version, export_staged_shard, publish_dataset
     from warehouse import Warehouse
-    from warehouse.queries import outcome_counts
+    from mmpipe.report import report_dir, write_report
+    from warehouse.queries import outcome_counts, score_quantiles
+    from warehouse.report_queries import report_inputs
 
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -80,33 +84,38 @@ def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
     dataset = publish_dataset.fn(home, run_id, "bench", version, out_dir, sizes, {}, {"model": CLIP["clip_model"],
                                                                                      "pretrained": key})
     counts = outcome_counts(wh, run_id)
+    score_quantiles(wh, run_id, CLIP["clip_model"], key or "")  # what announce_dataset reports
     remove_staging.fn(home, run_id)
     wh.record_run(run_id, "curate", "completed", warnings=[])
-    lap("export+publish", t)
+    t = lap("export+publish", t)
+    inputs = report_inputs(wh, f"bench@{version}")  # the flow's last step: the report page
+    write_report(inputs, report_dir(home, "bench", version))
+    lap("report", t)
     return time.perf_counter() - t0, {"kept": counts.get("kept", 0), "scored": n_scored,
                                       "n_samples": dataset["n_samples"]}, stages
 
 
 def through_prefect(source: str, home: str, shard_size: int, runner: str, workers: int | None,
-                    gpu_tag: bool = True) -> tuple[float, dict]:
-    """The curate flow; gpu_tag=False takes the `gpu` tag off the model tasks for this call (a diagnostic:
-    Prefect then asks its API for no tag concurrency slot before each of them)."""
+                    gpu_limit: bool = False) -> tuple[float, dict]:
+    """The curate flow; gpu_limit=True runs it with a `gpu` concurrency limit (of 100 slots, so it never
+    waits) on the server: the model tasks then keep their tag and ask the API for a slot each."""
+    from prefect.client.orchestration import get_client
+
     from flows.curate import curate_flow
     from flows.runners import run_with
-    from tasks.clip import ensure_clip, score_staged_shard
 
-    tags = {t: t.tags for t in (ensure_clip, score_staged_shard)}
-    if not gpu_tag:
-        for t in tags:
-            t.tags = set()
+    if gpu_limit:
+        with get_client(sync_client=True) as client:
+            client.create_concurrency_limit(tag="gpu", concurrency_limit=100)
     try:
         t = time.perf_counter()
         r = run_with(curate_flow, runner, workers=workers, source=source, name="bench", home=home,
                      shard_size=shard_size, **FILTERS, **CLIP)
         seconds = time.perf_counter() - t
     finally:
-        for task, saved in tags.items():
-            task.tags = saved
+        if gpu_limit:
+            with get_client(sync_client=True) as client:
+                client.delete_concurrency_limit_by_tag("gpu")
     return seconds, {"kept": r["kept"], "scored": r["n_scored"], "n_samples": r["dataset"]["n_samples"]}
 
 

@@ -149,9 +149,35 @@ def model_resources() -> Iterator[None]:
         yield
 
 
+GPU_TAG = "gpu"  # model tasks carry it; a Prefect concurrency limit on it caps GPU work (`mmpipe deploy`)
+_gpu_limited: dict[str, bool] = {}  # flow run id -> whether its Prefect server holds a `gpu` limit
+
+
+def gpu_tagged(task: Task) -> Task:
+    """`task` with its `gpu` tag where the Prefect server holds a `gpu` concurrency limit, else without:
+    Prefect asks its API for a slot before every tagged task run, limit or not, and with none there is
+    nothing to wait for (bench/orchestration.py measures what that costs per shard). Looked up once per
+    flow run: a limit created during a run applies from the next one."""
+    if GPU_TAG not in task.tags:
+        return task
+    ctx = FlowRunContext.get()
+    key = str(ctx.flow_run.id) if ctx and ctx.flow_run else ""
+    if key not in _gpu_limited:
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        with get_client(sync_client=True) as client:
+            try:
+                _gpu_limited[key] = client.read_concurrency_limit_by_tag(GPU_TAG) is not None
+            except ObjectNotFound:
+                _gpu_limited[key] = False
+    return task if _gpu_limited[key] else task.with_options(tags=set(task.tags) - {GPU_TAG})
+
+
 def on_a_worker(task: Task, *args: Any) -> Any:
     """`task(*args)` here, or on a Dask worker when the flow runs on Dask (where models load and devices
     are what the workers have)."""
+    task = gpu_tagged(task)
     if not on_dask():
         return task(*args)
     with model_resources():
@@ -163,6 +189,7 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
     """`task` once per shard (the i-th of each `mapped` list, plus `fixed`), results in shard order:
     one after another here, or mapped across the Dask workers; with a progress artifact and bar."""
     n = len(next(iter(mapped.values()), []))
+    task = gpu_tagged(task)
     if on_dask():
         with model_resources():
             futures = task.map(**mapped, **{k: unmapped(v) for k, v in fixed.items()})
