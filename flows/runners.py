@@ -194,12 +194,27 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
         with model_resources():
             futures = task.map(**mapped, **{k: unmapped(v) for k, v in fixed.items()})
         return gather(list(futures), description)
-    with _Progress(n, description) as tick:
+    with _Progress(n, description) as tick, _one_slot_for_the_stage(task) as task:
         results = []
         for i in range(n):
             results.append(task(**{k: v[i] for k, v in mapped.items()}, **fixed))
             tick()
         return results
+
+
+@contextlib.contextmanager
+def _one_slot_for_the_stage(task: Task) -> Iterator[Task]:
+    """Here a stage's shards run one after another on one loaded model, so a `gpu`-tagged task's stage
+    holds one `gpu` slot throughout and its task runs ask for none: one acquisition per stage instead of
+    one per shard, each of which Prefect 3.9 ends with a wait of up to 2 s (its lease-renewal thread's
+    join; bench/orchestration.py, the path with a gpu limit)."""
+    if GPU_TAG not in task.tags:
+        yield task
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(f"tag:{GPU_TAG}", occupy=1, lease_duration=60):  # the name Prefect gives a tag's limit
+        yield task.with_options(tags=set(task.tags) - {GPU_TAG})
 
 
 @task(cache_policy=NO_CACHE, task_run_name="{label}")

@@ -1,9 +1,10 @@
-"""Model tasks ask Prefect for a `gpu` slot only where a `gpu` concurrency limit exists."""
+"""Model tasks ask Prefect for a `gpu` slot only where a `gpu` concurrency limit exists; a local stage
+holds one slot for all its shards."""
 
 from __future__ import annotations
 
 
-def test_model_tasks_carry_the_gpu_tag_only_where_the_server_holds_a_gpu_limit(prefect_harness):
+def test_model_tasks_hold_a_gpu_slot_only_where_the_server_holds_a_gpu_limit(prefect_harness):
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
     from prefect.client.orchestration import get_client
@@ -12,19 +13,31 @@ def test_model_tasks_carry_the_gpu_tag_only_where_the_server_holds_a_gpu_limit(p
     from flows.runners import on_a_worker, per_shard
 
     @task(cache_policy=NO_CACHE, tags=["gpu", "model"])
-    def model_task(i: int) -> set[str]:
-        return set(TaskRunContext.get().task_run.tags)
+    def model_task(i: int) -> tuple[set[str], int | None]:
+        """This run's tags, and the `gpu` slots taken while it runs (None: no limit)."""
+        from prefect.exceptions import ObjectNotFound
+
+        with get_client(sync_client=True) as client:  # a tag's limit is the global limit "tag:<tag>"
+            try:
+                taken = client.read_global_concurrency_limit_by_name("tag:gpu").active_slots
+            except ObjectNotFound:
+                taken = None
+        return set(TaskRunContext.get().task_run.tags), taken
 
     @flow
-    def stage() -> list[set[str]]:
+    def stage() -> list:
         return per_shard(model_task, "shards", {"i": [0, 1]}) + [on_a_worker(model_task, 2)]
 
-    assert stage() == [{"model"}] * 3  # no limit: no slot to ask for, the other tags stay
+    assert stage() == [({"model"}, None)] * 3  # no limit: no slot asked for, the other tags stay
     assert model_task.tags == {"gpu", "model"}  # the declared task is left as it is
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="gpu", concurrency_limit=1)
     try:
-        assert stage() == [{"gpu", "model"}] * 3  # a limit: every model task holds one of its slots
+        *shards, single = stage()
+        assert shards == [({"model"}, 1)] * 2  # the stage holds the one slot; its shards ask for none
+        assert single == ({"gpu", "model"}, 1)  # a single model task holds it through its tag
+        with get_client(sync_client=True) as client:
+            assert client.read_global_concurrency_limit_by_name("tag:gpu").active_slots == 0  # all released
     finally:
         with get_client(sync_client=True) as client:
             client.delete_concurrency_limit_by_tag("gpu")
