@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import Any, Iterator
 
 from prefect import Flow, Task, task, unmapped
@@ -249,20 +250,24 @@ def gather(futures: list, description: str) -> list:
 
 
 class _Progress:
-    """A tqdm bar in the terminal (counts and rate) and a Prefect progress artifact (every 5%)."""
+    """A tqdm bar in the terminal (counts and rate) and a Prefect progress artifact, updated on each 5%
+    step at most once a second (each update is an API call in the flow's thread) and at the end."""
 
     def __init__(self, n: int, description: str) -> None:
         self.n, self.done = n, 0
         self.artifact = create_progress_artifact(0.0, description=description)
         self.bar = tqdm(total=n, desc=description.split(",")[0], unit="shard", disable=None)
+        self.shown, self.shown_at = 0.0, time.monotonic()
 
     def __enter__(self):
         return self.tick
 
     def tick(self) -> None:
         self.done += 1
-        if self.done == self.n or (20 * self.done) // self.n > (20 * (self.done - 1)) // self.n:
-            update_progress_artifact(self.artifact, 100.0 * self.done / self.n)
+        percent = 100.0 * self.done / self.n
+        if self.done == self.n or (percent - self.shown >= 5 and time.monotonic() - self.shown_at >= 1):
+            update_progress_artifact(self.artifact, percent)
+            self.shown, self.shown_at = percent, time.monotonic()
         self.bar.update(1)
 
     def __exit__(self, *exc) -> None:

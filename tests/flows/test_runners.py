@@ -1,5 +1,5 @@
-"""Model tasks ask Prefect for a `gpu` slot only where a `gpu` concurrency limit exists; a local stage
-holds one slot for all its shards."""
+"""How flows run their tasks: a `gpu` slot only where a `gpu` concurrency limit exists (a local stage
+holds one for all its shards), and each stage's progress artifact."""
 
 from __future__ import annotations
 
@@ -41,3 +41,30 @@ def test_model_tasks_hold_a_gpu_slot_only_where_the_server_holds_a_gpu_limit(pre
     finally:
         with get_client(sync_client=True) as client:
             client.delete_concurrency_limit_by_tag("gpu")
+
+
+def test_a_stage_reports_its_progress_as_an_artifact_that_ends_at_100(prefect_harness):
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.context import FlowRunContext
+
+    from flows.runners import gather, per_shard
+
+    @task(cache_policy=NO_CACHE)
+    def shard(i: int) -> int:
+        return i * i
+
+    @flow
+    def stages() -> tuple[list, list, str]:
+        return (per_shard(shard, "in turn", {"i": list(range(30))}),
+                gather(list(shard.map(list(range(7)))), "mapped"), str(FlowRunContext.get().flow_run.id))
+
+    in_turn, mapped, flow_run_id = stages()
+    assert in_turn == [i * i for i in range(30)] and mapped == [i * i for i in range(7)]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert sorted((a.description, a.data) for a in artifacts if a.type == "progress") == [("in turn", 100.0),
+                                                                                         ("mapped", 100.0)]
