@@ -22,7 +22,7 @@ from tasks.train import resolve_dataset_task
 @flow(name="sweep", flow_run_name=run_name("sweep"))
 def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = None,
                min_clip_scores: list[float] | None = None, keep_fractions: list[float] | None = None,
-               clip_models: list[list[str]] | None = None, objective: str = "contrastive", samples_seen: int = 9600,
+               clip_models: list[list[str | None]] | None = None, objective: str = "contrastive", samples_seen: int = 9600,
                model_name: str = TINY_CLIP, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                metric: str = "mean_R@5", curate: dict | None = None, device: str | None = None) -> dict:
     """clip_models: [[model, pretrained], ...] (one scored pool each); each rule value is one setting."""

@@ -27,3 +27,12 @@ def test_settings_select_from_stored_scores():
     assert Setting("m", "p", "keep_fraction", 1.0).select(pairs) == ["a", "b", "c", "e"]
     with pytest.raises(ValueError):
         Setting("m", "p", "keep_fraction", 0.0)
+
+
+def test_the_sweep_flow_takes_a_filter_model_without_weights():
+    """`mmpipe sweep --clip-model ViT-B-32 --clip-pretrained none` passes [model, None]: Prefect must accept it."""
+    from flows.sweep import sweep_flow
+
+    params = sweep_flow.validate_parameters({"source": "s", "name": "n", "eval_dataset": "e", "keep_fractions": [1.0],
+                                             "clip_models": [["ViT-B-32", None], ["mmpipe-tiny-clip", "w.pt"]]})
+    assert params["clip_models"] == [["ViT-B-32", None], ["mmpipe-tiny-clip", "w.pt"]]
