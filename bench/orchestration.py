@@ -185,6 +185,9 @@ def main() -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     os.environ.pop("PREFECT_API_URL", None)  # Prefect's temporary server, as the command line uses it
     import flows  # noqa: F401  (offline Prefect settings)
+    from flows.runners import short_lived_api
+
+    short_lived_api().__enter__()  # as the command line runs flows on its private server: no heartbeats
     from mmpipe.demo.shapes import write_shapes
     from mmpipe.models import cache
     import open_clip  # noqa: F401  (imported before any timing: every path then pays only its model loads)

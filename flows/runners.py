@@ -115,6 +115,16 @@ def _shared_api() -> Iterator[None]:
         yield
 
 
+def short_lived_api() -> contextlib.AbstractContextManager:
+    """Settings for flow runs whose Prefect API lives only as long as this process (a command's private
+    server, a test harness): no flow-run heartbeats. Heartbeats let a lasting server notice a crashed
+    run; this one dies with the run, and each flow run would end waiting up to 1 s for its heartbeat
+    thread, which Prefect 3.9 sleeps in 1-second steps (bench/orchestration.py: an empty flow)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def on_dask() -> bool:
     """Whether the running flow's tasks go to a Dask cluster."""
     ctx = FlowRunContext.get()

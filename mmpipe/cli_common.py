@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -19,6 +20,7 @@ HomeOpt = Annotated[Optional[Path], typer.Option(
 
 # Set by the app's callback: `mmpipe --debug --verbose --home X <command>`.
 OPTIONS = {"debug": False, "verbose": False}
+_COMMAND_SETTINGS = contextlib.ExitStack()  # Prefect settings held until the command's process ends
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -118,12 +120,17 @@ def start_flows(home: Optional[Path]) -> Path:
     if not OPTIONS["verbose"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     configure_prefect(root)
-    if not os.environ.get("PREFECT_API_URL"):
+    private = not os.environ.get("PREFECT_API_URL")
+    if private:
         from mmpipe.cli_server import private_server
 
         # Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9.
         os.environ["PREFECT_API_URL"] = private_server()
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
+    from flows.runners import short_lived_api
+
+    if private:  # for the rest of this command
+        _COMMAND_SETTINGS.enter_context(short_lived_api())
     from tasks.runs import CANCEL_HOOKS
 
     CANCEL_HOOKS.append(_interrupted)

@@ -24,7 +24,9 @@ def prefect_harness():
     """One Prefect test harness (a temporary local API) for every flow test."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    from flows.runners import short_lived_api
+
+    with prefect_test_harness(server_startup_timeout=180), short_lived_api():
         yield
 
 
