@@ -43,7 +43,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether a Prefect API answers its health check at `url`."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
             return r.status == 200
@@ -78,7 +79,7 @@ def _start(app_dir: Path, port: int, env: dict, timeout_s: float) -> str:
     atexit.register(_stop, proc)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout_s
-    while not _healthy(url):
+    while not healthy(url):
         if proc.poll() is not None:
             raise RuntimeError(f"the Prefect API server exited: {proc.stderr.read().decode()[-500:]}")
         if time.monotonic() > deadline:

@@ -11,17 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
+from mmpipe.cli_server import healthy
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def server_env(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
-    while not _healthy(url):
+    while not healthy(url):
         assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
         time.sleep(0.5)
     env["PREFECT_API_URL"] = url
