@@ -1,4 +1,4 @@
-"""Commands that run the curation flows: ingest, curate, transcribe, and the demo."""
+"""Commands that run the curation flows: ingest, curate, transcribe (and the runner options they share)."""
 
 from __future__ import annotations
 
@@ -196,52 +196,3 @@ def transcribe(
     print_wer(result)
     print_dataset(result["dataset"])
     print_warnings(result)
-
-
-@guarded
-def demo(home: HomeOpt = None,
-         train_steps: Annotated[int, typer.Option(help="Steps to train the demo's CLIP filter.")] = 300) -> None:
-    """Run the pipeline on embedded demo data and show how to look at what it made."""
-    root = start_flows(home)
-    from flows.demo import demo_flow
-    from warehouse import examples
-
-    result = demo_flow(home=str(root), train_steps=train_steps)
-    typer.echo("\n== photos (ingest flow) ==")
-    print_outcomes(result["ingest"])
-    typer.echo("\n== synthetic shapes (bootstrap-filter + curate flows) ==")
-    filt = result["filter"]
-    typer.echo(f"filter: {filt['model_name']} trained on the trusted seed split -> {filt['checkpoint']}")
-    typer.echo(f"        threshold calibrated on held-out trusted pairs: min CLIP score {filt['min_score']:.4f}")
-    print_outcomes(result["curate"])
-    print_dataset(result["curate"]["dataset"])
-    rep = result["report"]
-    c, d = rep["clip_filter"], rep["dedup"]
-    typer.echo(f"\nCLIP filter vs the known mismatched captions: precision {c['precision']:.3f}, "
-               f"recall {c['recall']:.3f} ({c['true_positives']} of {c['bad']} caught, {c['dropped']} dropped, "
-               f"{c['evaluated']} scored)")
-    typer.echo(f"dedup vs the known copies: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
-    typer.echo(f"basic filters: {rep['basic']['caught_with_expected_reason']} of {rep['basic']['expected']} "
-               "planted bad samples dropped with the expected reason")
-    typer.echo("\n== speech clips (transcribe flow, faster-whisper tiny.en) ==")
-    print_outcomes(result["speech"])
-    print_wer(result["speech"])
-    print_dataset(result["speech"]["dataset"])
-    shards = result["curate"]["dataset"]["shards_uri"]
-    typer.echo(f"""
-What it made (under {root}):
-  demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
-  datasets/demo-speech/           audio-text shards (key.flac, key.txt, key.json) + manifest.parquet
-  lake/                           the warehouse: every sample and decision (DuckLake: catalog.sqlite + data/*.parquet)
-  models/demo-filter/             the bootstrapped CLIP filter (safetensors)
-  datasets/demo-shapes/           curated WebDataset shards, sizes.json, manifest.parquet
-
-Look at it:
-  .venv/bin/mmpipe runs --home {root}
-  .venv/bin/mmpipe sql "{examples.DROP_REASONS}" --home {root}
-  .venv/bin/mmpipe sql "{examples.DROPPED_FILES}" --home {root}
-  .venv/bin/mmpipe sql "{examples.DATASETS}" --home {root}
-  .venv/bin/mmpipe sql "{examples.TRANSCRIPTS}" --home {root}
-Train on the curated shards with open_clip:
-  python -m open_clip_train.main --dataset-type webdataset --train-data '{shards}' --train-num-samples {result['curate']['dataset']['n_samples']} ...
-""")
