@@ -97,11 +97,14 @@ def home_of(home: Optional[Path]) -> Path:
     return resolve_home(home)
 
 
-def warehouse(home: Optional[Path]):
-    """Open an existing warehouse, or fail with a clear line (never creates one)."""
+def warehouse(home: Optional[Path], writable: bool = False):
+    """Open an existing warehouse, or fail with a clear line (never creates one); read-only unless a
+    command maintains it (`mmpipe warehouse compact`)."""
     from warehouse import Warehouse
 
-    return Warehouse(home_of(home), create=False, read_only=True)
+    if writable:
+        check_home_writable(home_of(home))
+    return Warehouse(home_of(home), create=False, read_only=not writable)
 
 
 def check_home_writable(home: Path) -> None:

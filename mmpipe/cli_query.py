@@ -91,7 +91,7 @@ def compact(expire_older_than: Annotated[Optional[str], typer.Option(
     """Merge small data files (and expire old snapshots on request)."""
     from warehouse.maintenance import compact as run
 
-    got = run(warehouse(home), expire_older_than)
+    got = run(warehouse(home, writable=True), expire_older_than)
     typer.echo(f"live data files {got['live_files_before']} -> {got['live_files_after']}; "
                f"{got['snapshots_expired']} snapshots expired; {got['files_deleted']} unreferenced files deleted")
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mmpipe.export import count_samples, export_shard
 from mmpipe.report.previews import CLIPS_PER_RUN, CLIPS_PER_SHARD, audio_previews
-from mmpipe.schema import SHARD_SPAN
+from mmpipe.schema import AUDIO_SAMPLE_RATE, SHARD_SPAN
 from mmpipe.sources import Shard, SourceSpec, read_shard
 from mmpipe.stages.asr_quality import AsrQuality, AsrQualityConfig
 from mmpipe.stages.audio_decode import AudioDecodeConfig, DecodeAudio, clip_of
@@ -120,5 +120,5 @@ def _record(batch: pa.Table, i: int, cfg: TranscribeConfig) -> dict:
     return {"sample_id": row["sample_id"], "audio": clip_of(batch, i), "text": row["asr_text"],
             "reference": row["text"], "language": row["asr_language"], "key": row["source_key"],
             "url": row["uri"] if str(row["uri"] or "").startswith(("http://", "https://")) else None,
-            "duration_s": row["duration_s"], "original_sample_rate": row["sample_rate"], "sample_rate": 16000,
+            "duration_s": row["duration_s"], "original_sample_rate": row["sample_rate"], "sample_rate": AUDIO_SAMPLE_RATE,
             "whisper_model": cfg.model}

@@ -4,6 +4,7 @@ metrics, evals on the validation split, crash-resume to the same losses, the CLI
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -131,3 +132,27 @@ def test_cli_train_evaluate_models_and_the_lineage_query(curated):
     assert best and best[0]["dataset"] == "shapes@v1" and best[0]["objective"] == "contrastive"
     out = runner.invoke(app, ["train", "masked", "--dataset", "nope", *home])
     assert out.exit_code == 1 and "no dataset 'nope'" in out.output and "Traceback" not in out.output
+
+
+def test_the_pipeline_command_curates_then_trains_and_evaluates_each_objective_on_the_new_version(
+        prefect_harness, shapes, tmp_path):
+    """`mmpipe pipeline`: one source to a new version, the three objectives trained and evaluated on it, the
+    diffusion model conditioned on the contrastive model trained in the same run."""
+    from mmpipe.cli import app
+
+    out = CliRunner().invoke(app, ["pipeline", shapes.pattern, "--name", "loop", "--clip-model", "none",
+                                   "--min-side", "64", "--steps", "4", "--batch-size", "16", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "trained on loop@v1" in out.output
+    rows = Warehouse(tmp_path).query_readonly(
+        "SELECT m.objective, m.model_id, m.checkpoint_uri, m.config, m.status, d.name || '@' || d.version AS dataset, "
+        "(SELECT count(*) FROM evals e WHERE e.model_id = m.model_id) AS n_evals FROM models m "
+        "JOIN datasets d USING (dataset_id) WHERE m.status = 'trained' ORDER BY m.objective").to_pylist()
+    assert [r["objective"] for r in rows] == ["contrastive", "diffusion", "masked"]
+    assert all(r["dataset"] == "loop@v1" and r["n_evals"] > 0 for r in rows), rows
+    contrastive, diffusion = rows[0], rows[1]
+    assert contrastive["model_id"][:8] in out.output and diffusion["model_id"][:8] in out.output
+    conditioning = json.loads(diffusion["config"])
+    wh = Warehouse(tmp_path)  # both stored relative to the home
+    assert Path(wh.resolve(conditioning["clip_pretrained"])).resolve() == Path(
+        wh.resolve(contrastive["checkpoint_uri"])).resolve()
