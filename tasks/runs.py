@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 
 import mmpipe
 from warehouse import Warehouse
-from warehouse.queries import resumable_run
+from warehouse.queries import resumable_run, run_warnings
 
 COMPLETED = "completed"
 COMPLETED_WITH_WARNINGS = "completed_with_warnings"
@@ -44,9 +44,17 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
     if run_id is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_id = f"{flow}-{stamp}-{uuid.uuid4().hex[:6]}"
+    # A resumed run keeps the warnings it recorded before the crash (a shard that broke off is staged
+    # by then and not read again, so it would not warn twice).
     wh.record_run(run_id, flow, "running", params=params, flow_run_id=str(flow_run.id or ""),
-                  code_version=code_version(), warnings=[])
+                  code_version=code_version(), warnings=run_warnings(wh, run_id) or [])
     return run_id
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def record_warnings(home: str, run_id: str, flow: str, warnings: list) -> None:
+    """Store a running run's warnings as they happen, so a crash after them does not lose them."""
+    Warehouse(home).record_run(run_id, flow, "running", warnings=warnings)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -61,22 +69,30 @@ def finish_run(home: str, run_id: str, flow: str, status: str, warnings: list | 
 
 @dataclass
 class Run:
-    """An open run: its id and the warnings its flow collects (a shard that broke off, ...)."""
+    """An open run: its id and the warnings its flow collects (a shard that broke off, ...), those of
+    an earlier attempt of a resumed run included."""
 
     run_id: str
+    home: str
+    flow: str
     warnings: list[dict] = field(default_factory=list)
 
     def warn(self, what: str, message: str, **detail) -> None:
-        """Record something that went wrong without failing the run; it ends `completed_with_warnings`."""
-        self.warnings.append({"what": what, "message": message, **detail})
+        """Record something that went wrong without failing the run (stored at once, once however often
+        a resumed run meets it); the run ends `completed_with_warnings`."""
+        warning = {"what": what, "message": message, **detail}
         get_run_logger().warning("%s: %s", what, message)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+            record_warnings(self.home, self.run_id, self.flow, self.warnings)
 
 
 @contextmanager
 def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iterator[Run]:
     """Open (or resume) a row of `runs`; close it completed (with warnings, if any), cancelled on
     Ctrl-C or SIGTERM, or failed if the body raises."""
-    run = Run(start_run(home, flow, params, resume))
+    run_id = start_run(home, flow, params, resume)
+    run = Run(run_id, home, flow, run_warnings(Warehouse(home), run_id))
     try:
         yield run
     except (KeyboardInterrupt, SystemExit, TerminationSignal):

@@ -110,6 +110,31 @@ def test_a_shard_that_breaks_off_ends_the_run_with_a_warning(prefect_harness, tm
     assert run == {"status": "completed_with_warnings", "warnings": 1}
 
 
+def test_a_broken_shard_warning_outlives_a_crash_and_is_given_once_by_the_resumed_run(prefect_harness, tmp_path,
+                                                                                       monkeypatch):
+    import flows.curate
+    from flows.curate import curate_flow
+
+    _tar(tmp_path / "s-0.tar", [("a", _noise_jpeg(1), "a whole picture")])
+    broken = _tar(tmp_path / "s-1.tar", [(f"k{i}", _noise_jpeg(10 + i), f"picture number {i}") for i in range(6)])
+    broken.write_bytes(broken.read_bytes()[:3000])
+    home, params = str(tmp_path / "home"), {"clip_model": "none", "min_side": 64}
+    real = flows.curate.dedup_run
+
+    def crash(*a, **kw):
+        raise RuntimeError("killed after reading")
+
+    monkeypatch.setattr(flows.curate, "dedup_run", crash)
+    with pytest.raises(Exception, match="killed after reading"):
+        curate_flow(str(tmp_path / "s-{0..1}.tar"), "b", home=home, **params)
+    monkeypatch.setattr(flows.curate, "dedup_run", real)
+    resumed = curate_flow(str(tmp_path / "s-{0..1}.tar"), "b", home=home, **params)
+    assert [w["what"] for w in resumed["warnings"]] == ["broken_shard"]  # kept from the first attempt, once
+    runs = Warehouse(home).query_readonly("SELECT run_id, status, warnings FROM run_summary").to_pylist()
+    assert [(r["run_id"], r["status"], r["warnings"]) for r in runs] == [
+        (resumed["run_id"], "completed_with_warnings", 1)]
+
+
 def test_a_raised_pixel_limit_holds_in_scoring_and_export(curate, tmp_path, tiny_clip_checkpoint):
     from mmpipe.schema import MAX_PIXELS
 
