@@ -147,6 +147,11 @@ def test_a_raised_pixel_limit_holds_in_scoring_and_export(curate, tmp_path, tiny
                     clip_pretrained=tiny_clip_checkpoint, min_clip_score=-1.0, clip_workers=0)
     assert result["outcomes"] == {"kept": 1} and result["n_scored"] == 1
     assert len(_members(result["dataset"]["shards_uri"])) == 1
+    from flows.export import export_flow  # and `mmpipe export` re-encodes it under the same budget
+
+    exported = export_flow(f"acc@{result['dataset']['version']}", home=str(tmp_path / "home"), name="small",
+                           resize=32)
+    assert exported["dataset"]["n_samples"] == 1
 
 
 @pytest.fixture
