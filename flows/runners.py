@@ -161,7 +161,7 @@ def model_resources() -> Iterator[None]:
 
 
 GPU_TAG = "gpu"  # model tasks carry it; a Prefect concurrency limit on it caps GPU work (`mmpipe deploy`)
-_gpu_limited: dict[str, bool] = {}  # flow run id -> whether its Prefect server holds a `gpu` limit
+_gpu_limited: dict[str, bool] = {}  # {flow run id: whether its server holds a `gpu` limit}, the newest only
 
 
 def gpu_tagged(task: Task) -> Task:
@@ -179,9 +179,11 @@ def gpu_tagged(task: Task) -> Task:
 
         with get_client(sync_client=True) as client:
             try:
-                _gpu_limited[key] = client.read_concurrency_limit_by_tag(GPU_TAG) is not None
+                limited = client.read_concurrency_limit_by_tag(GPU_TAG) is not None
             except ObjectNotFound:
-                _gpu_limited[key] = False
+                limited = False
+        _gpu_limited.clear()  # a long-lived process (`mmpipe serve`) runs flow after flow
+        _gpu_limited[key] = limited
     return task if _gpu_limited[key] else task.with_options(tags=set(task.tags) - {GPU_TAG})
 
 

@@ -22,7 +22,8 @@ from tasks.train import resolve_dataset_task
 @flow(name="sweep", flow_run_name=run_name("sweep"))
 def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = None,
                min_clip_scores: list[float] | None = None, keep_fractions: list[float] | None = None,
-               clip_models: list[list[str | None]] | None = None, objective: str = "contrastive", samples_seen: int = 9600,
+               clip_models: list[list[str | None]] | None = None, objective: str = "contrastive",
+               samples_seen: int = 9600,
                model_name: str = TINY_CLIP, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                metric: str = "mean_R@5", curate: dict | None = None, device: str | None = None) -> dict:
     """clip_models: [[model, pretrained], ...] (one scored pool each); each rule value is one setting."""
@@ -44,8 +45,9 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
             # The pool: every candidate scored, none filtered by CLIP; incremental, so a rerun over the same
             # source makes no new pool version and the derived versions and trained models are found again.
             # On Dask, its shards are scored across the same cluster the settings then train on.
-            curated = nested(curate_flow)(source, f"{name}-pool", home=home, clip_model=model, clip_pretrained=pretrained,
-                                  keep_fraction=1.0, device=device, incremental=True, **(curate or {}))
+            curated = nested(curate_flow)(source, f"{name}-pool", home=home, clip_model=model,
+                                          clip_pretrained=pretrained, keep_fraction=1.0, device=device,
+                                          incremental=True, **(curate or {}))
             pool = curated["dataset"] or curated["unchanged"]
             candidates = [c for c in candidates_task(home, pool, model, stored_path(home, pretrained))
                           if c[0] not in held_out]

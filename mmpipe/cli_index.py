@@ -122,8 +122,8 @@ def search(dataset: DatasetArg,
 def export(dataset: DatasetArg,
            ids: Annotated[Optional[Path], typer.Option(help="Only these samples: a .npy (sample ids, or DataComp-style "
                                                             "uids) or a Parquet with a sample_id/uid column.")] = None,
-           query: Annotated[Optional[str], typer.Option(help="Only the samples this read-only SQL selects "
-                                                             "(SELECT sample_id FROM ...).")] = None,
+           query: Annotated[Optional[str], typer.Option(help="Only the samples this read-only query selects "
+                                                             "(it returns a sample_id column).")] = None,
            resize: Annotated[Optional[int], typer.Option(help="Resize images to this size.")] = None,
            resize_mode: Annotated[str, typer.Option(help="center_crop, keep_ratio or border.")] = "center_crop",
            format: Annotated[str, typer.Option("--format", help="Image format: jpg or webp.")] = "jpg",

@@ -132,7 +132,8 @@ def derive_dataset(home: str, run_id: str, base: dict, sample_ids: list[str], na
 
 
 def subset_version(wh: Warehouse, home: str, run_id: str, base: dict, sample_ids: list[str], name: str,
-                   filter_spec: dict, existing: dict | None, shard_size: int = 1000, transform=None, on_parts=None) -> dict:
+                   filter_spec: dict, existing: dict | None, shard_size: int = 1000, transform=None,
+                   on_parts=None) -> dict:
     """`existing` when the caller found this subset registered already; else a new version of `name`
     with `sample_ids` of `base` resharded from its shards (each sample through `transform(key, files)`
     when given; `on_parts(out_dir, parts, started)` sees the parts before they are named), its manifest

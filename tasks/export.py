@@ -71,10 +71,12 @@ def export_version(home: str, run_id: str, base: dict, sample_ids: list[str], na
     # (the id file or the query's result may have changed since).
     existing = next((d for d in versions_of_run(wh, name, run_id)
                      if json.dumps(json.loads(d["filter_spec"]), sort_keys=True) == spec_json), None)
+    if existing:
+        return subset_version(wh, home, run_id, base, sample_ids, name, filter_spec, existing)
     # Decode with the pixel budget the version was curated with (its images passed it), never below the default.
     budget = max(json.loads(base.get("filter_spec") or "{}").get("max_pixels") or 0, MAX_PIXELS)
     transform = export_transform(resize, resize_mode, image_format, quality, _json_fields(wh, base, sample_ids),
                                  max_pixels=budget)
-    return subset_version(wh, home, run_id, base, sample_ids, name, filter_spec, existing, shard_size, transform,
+    return subset_version(wh, home, run_id, base, sample_ids, name, filter_spec, None, shard_size, transform,
                           on_parts=lambda out, parts, started: write_shard_stats(out, parts, started, time.time(),
                                                                                  filter_spec.get("export", {})))

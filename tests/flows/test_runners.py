@@ -68,3 +68,15 @@ def test_a_stage_reports_its_progress_as_an_artifact_that_ends_at_100(prefect_ha
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     assert sorted((a.description, a.data) for a in artifacts if a.type == "progress") == [("in turn", 100.0),
                                                                                          ("mapped", 100.0)]
+
+
+def test_flow_runs_on_the_harness_send_no_heartbeats(prefect_harness):
+    """The test harness (like a command's private server) dies with the process: its flow runs send none."""
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    @flow
+    def heartbeat_setting() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    assert heartbeat_setting() is None
