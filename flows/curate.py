@@ -18,8 +18,9 @@ from mmpipe.stages.decode import DecodeConfig
 from mmpipe.stages.dedup import DedupConfig
 from tasks.clip import ensure_clip, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
+from tasks.record import settle_samples
 from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,
-                           publish_dataset)
+                           plan_export, publish_dataset)
 from tasks.report import publish_outcomes
 from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
@@ -68,6 +69,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
+        new_samples = settle_samples(home, run_id)
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
         if scoring:
@@ -81,27 +83,29 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
             counts = publish_outcomes(home, run_id, "curate", name)
             remove_staging(home, run_id)
             return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": 0,
-                    "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
+                    "new_samples": new_samples, "outcomes": counts,
                     "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
                     "warnings": run.warnings, "dataset": None, "unchanged": base}
         version = choose_version(home, name, run_id)
         out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
         model = clip_model if scoring else None
+        plan = plan_export(home, run_id, model, pretrained_key)
         sizes = dict(gather(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
                                                     out_dir=unmapped(out_dir), model=unmapped(model),
-                                                    pretrained=unmapped(pretrained_key),
+                                                    pretrained=unmapped(pretrained_key), plan=unmapped(plan),
                                                     max_pixels=unmapped(pixel_budget)), f"Exporting, run {run_id}"))
         filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
                                                "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
                                                "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
         filter_spec["clip_pretrained"] = pretrained_key
         clip_key = {"model": model, "pretrained": pretrained_key} if model else None
-        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key, base=base)
+        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key, base=base,
+                                  plan=plan)
         announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
         remove_staging(home, run_id)
     report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
+            "new_samples": new_samples, "outcomes": counts,
             "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
             "warnings": run.warnings, "dataset": dataset, "report": report}

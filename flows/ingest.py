@@ -8,6 +8,7 @@ from flows.runners import run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.schema import MAX_PIXELS
 from tasks.ingest import ingest_batch, scan_folder_task
+from tasks.record import settle_samples
 from tasks.report import publish_outcomes
 from tasks.runs import tracked_run
 
@@ -24,12 +25,13 @@ def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int
         batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
         results = ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),
                                    source=unmapped(name), max_pixels=unmapped(max_pixels)).result()
+        new_samples = settle_samples(home, run_id)
         counts = publish_outcomes(home, run_id, "ingest", name)
     return {
         "run_id": run_id,
         "home": home,
         "ingested": sum(counts.values()),
         "kept": counts.get("kept", 0),
-        "new_samples": sum(r["new_samples"] for r in results),
+        "new_samples": new_samples,
         "outcomes": counts,
     }

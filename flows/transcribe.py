@@ -15,6 +15,7 @@ from mmpipe.stages.audio_decode import AudioDecodeConfig
 from mmpipe.stages.dedup import DedupConfig
 from mmpipe.stages.transcribe import TranscribeConfig
 from tasks.audio import ensure_whisper, prepare_audio_shard, staged_audio_path, transcribe_staged_shard
+from tasks.record import settle_samples
 from tasks.curate import dedup_run, plan_source, remove_staging
 from tasks.dataset import announce_dataset, choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
@@ -58,6 +59,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_audio_path(home, run_id, s.index)) for s in shards]
+        new_samples = settle_samples(home, run_id)
         dedup_run(home, run_id, staged, DedupConfig(exact=True, hamming=None))
         results = per_shard(transcribe_staged_shard, f"Transcribing, run {run_id}",
                             {"index": [s.index for s in shards], "staged": staged,
@@ -75,7 +77,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         remove_staging(home, run_id)
     report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": sum(p.get("new_samples", 0) for p in prepared), "outcomes": counts,
+            "new_samples": new_samples, "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),
             "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, "warnings": run.warnings,
             "report": report, **resolved}

@@ -169,9 +169,11 @@ def write_ids(sample_ids: list[str], path: str | Path) -> Path:
     return path
 
 
-def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int]) -> tuple[dict[str, int], dict[str, str], str]:
+def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int],
+                    index: bool = True) -> tuple[dict[str, int], dict[str, str], str]:
     """Rename the non-empty parts (out_dir/parts/*.tar) to contiguous shard names so one brace
-    pattern covers the dataset; write sizes.json. Returns (sizes, sample id -> shard, pattern).
+    pattern covers the dataset; write sizes.json. Returns (sizes, sample id -> shard, pattern); with
+    index=False the shards are not read back and the mapping is empty (the caller knows it).
 
     Idempotent: a part already renamed by an interrupted call is found under its final name.
     """
@@ -184,7 +186,7 @@ def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int]) -> tuple[di
     sizes = {final[p]: part_sizes[p] for p in parts}
     write_sizes(out, sizes)
     shard_of: dict[str, str] = {}
-    for name in final.values():
+    for name in final.values() if index else ():
         with tarfile.open(out / name) as tf:
             shard_of.update({m.name.split(".")[0]: name for m in tf if m.name.endswith(".json")})
     last = len(parts) - 1

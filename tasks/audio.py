@@ -57,7 +57,8 @@ def prepare_audio_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, 
     batch = decoder(batch)
     wh = Warehouse(home)
     previews = audio_previews(batch, run_id, min(CLIPS_PER_SHARD, CLIPS_PER_RUN - preview_count(wh, run_id)))
-    written = record_batch(wh, batch, [decoder], run_id, extra={"thumbnails": previews})
+    written = record_batch(wh, batch, [decoder], run_id, f"prepare-audio/{shard.index}",
+                           extra={"thumbnails": previews})
     staged = _stage(batch.drop_columns(["audio"]), out)
     return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
             **written}
@@ -107,7 +108,7 @@ def transcribe_staged_shard(home: str, run_id: str, index: int, staged: str, par
     tables = {"decisions": decisions_table(batch, [quality_stage], run_id)}
     if rows:
         tables["transcripts"] = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "duration_s"} for r in rows])
-    written = wh.write_many(tables)
+    written = wh.write_many(tables, batch=f"{run_id}/transcribe/{index}")
     exported = [_record(batch, i, cfg) for i, keep in enumerate(batch["keep"].to_pylist()) if keep]
     export_shard(exported, part, "audio")
     return {"shard": index, "skipped": False, "kept": len(exported), "transcribed": len(rows),

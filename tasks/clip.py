@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from dataclasses import replace
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,7 +42,8 @@ def score_staged_shard(home: str, run_id: str, path: str, config: ClipScoreConfi
     wh.write_many({"clip_embeddings": pa.table({**common, "dim": [dim] * n,
                                                 "image_embedding": scored["clip_image_embedding"],
                                                 "text_embedding": scored["clip_text_embedding"]}),
-                   "clip_scores": pa.table({**common, "score": scored["clip_score"]})})
+                   "clip_scores": pa.table({**common, "score": scored["clip_score"]})},
+                  batch=f"{run_id}/clip/{Path(path).name}/{config.model_name}/{pretrained}")
     return n
 
 

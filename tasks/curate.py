@@ -77,7 +77,7 @@ def prepare_shard(spec: SourceSpec, shard: Shard, run_id: str, home: str, name: 
     wh = Warehouse(home)
     # previews for the report, written in the same transaction as the shard's decisions
     previews = image_previews(batch, run_id, min(IMAGES_PER_SHARD, IMAGES_PER_RUN - preview_count(wh, run_id)))
-    written = record_batch(wh, batch, stages, run_id, extra={"thumbnails": previews})
+    written = record_batch(wh, batch, stages, run_id, f"prepare/{shard.index}", extra={"thumbnails": previews})
     staged = stage_batch(batch, out)
     return {"shard": shard.index, "skipped": False, "error": error, "read": batch.num_rows, "staged": staged,
             "seen_before": seen, **written}

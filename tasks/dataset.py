@@ -17,11 +17,13 @@ from prefect.events import emit_event
 
 from mmpipe.export import (export_shard, finalize_shards, first_json, read_staged, reshard, write_card, write_ids,
                            write_manifest)
+from mmpipe.export_options import shard_names
+from mmpipe.manifest import manifest_from_plan, plan_rows, write_plan
 from mmpipe.schema import MAX_PIXELS, split_of
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
 from warehouse.dataset_queries import dataset_version, derived_version, latest_curated, next_version
-from warehouse.queries import export_meta, manifest_rows, outcome_counts, score_quantiles
+from warehouse.queries import export_meta, kept_plan, manifest_rows, outcome_counts, score_quantiles
 
 CURATED_EVENT = "mmpipe.dataset.curated"
 
@@ -55,12 +57,24 @@ def image_record(sample: dict, meta: dict, model: str | None, pretrained: str | 
     return {**record, "content": sample["content"], "text": sample.get("text")}
 
 
+@task(cache_policy=NO_CACHE)
+def plan_export(home: str, run_id: str, model: str | None, pretrained: str | None) -> str:
+    """Write the run's export plan (kept samples in ordinal order) under its staging folder, once."""
+    path = Path(home) / "staging" / run_id / "kept.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_plan(kept_plan(Warehouse(home), run_id, model, pretrained), path)
+    return str(path)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="export-{staged}")
 def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model: str | None = None,
-                        pretrained: str | None = None, max_pixels: int = MAX_PIXELS) -> tuple[str, int]:
+                        pretrained: str | None = None, max_pixels: int = MAX_PIXELS,
+                        plan: str | None = None) -> tuple[str, int]:
     """Write the kept samples of one staged shard as a WebDataset part; returns (part name, count).
 
-    A sample met twice in the run is exported only from the shard that met it first.
+    A sample met twice in the run is exported only from the shard that met it first. With the run's
+    `plan`, the shard reads its own rows of it; without, it asks the warehouse.
     """
     out = Path(out_dir) / "parts" / Path(staged).name
     if out.exists():
@@ -68,7 +82,10 @@ def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model
 
         return out.name, count_samples(out)
     staged_samples = read_staged(staged)
-    meta = export_meta(Warehouse(home), run_id, [s["sample_id"] for s in staged_samples], model, pretrained)
+    if plan is not None:
+        meta = plan_rows(plan, int(Path(staged).stem.split("-")[-1]))
+    else:
+        meta = export_meta(Warehouse(home), run_id, [s["sample_id"] for s in staged_samples], model, pretrained)
     samples = [image_record(s, meta[s["sample_id"]], model, pretrained) for s in staged_samples
                if s["sample_id"] in meta and meta[s["sample_id"]]["ordinal"] == s["ordinal"]]
     if not samples:
@@ -79,15 +96,21 @@ def export_staged_shard(home: str, run_id: str, staged: str, out_dir: str, model
 @task(cache_policy=NO_CACHE)
 def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: str, part_sizes: dict[str, int],
                     filter_spec: dict, model_key: dict | None, modality: str = "image",
-                    base: dict | None = None) -> dict:
+                    base: dict | None = None, plan: str | None = None) -> dict:
     """sizes.json, the Parquet manifest and the `datasets` row of a finished run's kept samples;
     with `base` (an earlier version: incremental curation) its samples first, copied from its shards.
 
     model_key names the scores the manifest carries: {model, pretrained} (CLIP) for images,
-    {model, compute_type, options_key} (Whisper) for audio; None for no model.
+    {model, compute_type, options_key} (Whisper) for audio; None for no model. With the run's export
+    `plan` (and no base), the manifest is streamed from it: memory stays flat in the version's size.
     """
     wh = Warehouse(home)
     out = Path(out_dir)
+    if plan is not None and not base:
+        sizes, _, pattern = finalize_shards(out, part_sizes, index=False)
+        manifest, val_ids, _ = manifest_from_plan(plan, out, shard_names(part_sizes))
+        return register_files(wh, out, name, version, modality, manifest, val_ids, sizes, pattern, filter_spec,
+                              run_id)
     rows = manifest_rows(wh, run_id, modality, model_key or {})
     if base:
         shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
@@ -106,6 +129,14 @@ def register_version(wh: Warehouse, out: Path, name: str, version: str, modality
     rows = [{**r, "shard": shard_of.get(r["sample_id"]), "split": split_of(r["sample_id"])} for r in rows]
     manifest = write_manifest(rows, out / "manifest.parquet")
     val_ids = write_ids([r["sample_id"] for r in rows if r["split"] == "val"], out / "val_ids.parquet")
+    return register_files(wh, out, name, version, modality, manifest, val_ids, sizes, pattern, filter_spec, run_id,
+                          parent_id)
+
+
+def register_files(wh: Warehouse, out: Path, name: str, version: str, modality: str, manifest: Path, val_ids: Path,
+                   sizes: dict[str, int], pattern: str, filter_spec: dict, run_id: str,
+                   parent_id: str | None = None) -> dict:
+    """The dataset card and the `datasets` row of a version whose shards, manifest and ids are written."""
     shutil.rmtree(out / "parts", ignore_errors=True)
     write_card(out, name, version, modality, first_json(out / "shard-000000.tar") if sizes else None)
     shards_uri = str(out / pattern) if pattern else ""

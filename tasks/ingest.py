@@ -32,5 +32,5 @@ def ingest_batch(entries: list[Entry], index: int, run_id: str, home: str, sourc
         batch = batch.filter(pc.invert(pc.is_in(batch["sample_id"], value_set=pa.array(sorted(done), pa.string()))))
     stage = DecodeImages(DecodeConfig(max_pixels=max_pixels))
     out = stage(batch)
-    written = record_batch(wh, out, [stage], run_id)
+    written = record_batch(wh, out, [stage], run_id, f"ingest/{index}")
     return {"read": len(entries), "skipped": len(entries) - batch.num_rows, **written}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from mmpipe.schema import OCCURRENCE_COLUMNS, SAMPLE_COLUMNS
 from mmpipe.stages.base import Stage, decisions_of
@@ -24,15 +28,35 @@ def record_decisions(wh: Warehouse, batch: pa.Table, stages: list[Stage], run_id
     return wh.write("decisions", decisions_table(batch, stages, run_id), run_id)
 
 
-def record_batch(wh: Warehouse, batch: pa.Table, stages: list[Stage], run_id: str,
+def record_batch(wh: Warehouse, batch: pa.Table, stages: list[Stage], run_id: str, key: str,
                  extra: dict[str, pa.Table] | None = None) -> dict[str, int]:
-    """Write samples (new ones only), where the run met them, their decisions (and `extra` tables)
-    in one transaction: a batch is recorded whole or not at all. Returns rows gained."""
+    """Write the batch's samples (as the run's sightings), where the run met them, their decisions (and
+    `extra` tables) in one transaction: a batch is recorded whole or not at all, and a rerun of the same
+    `key` (e.g. "prepare/12") adds nothing. Returns rows gained; `settle_samples` then adds new samples."""
+    sightings = with_run(batch.select(SAMPLE_COLUMNS), "first_run_id", run_id)
+    if "ordinal" in batch.column_names:
+        sightings = sightings.append_column("ordinal", batch["ordinal"])
     got = wh.write_many({
         **(extra or {}),
-        "samples": with_run(batch.select(SAMPLE_COLUMNS), "first_run_id", run_id),
+        "samples": sightings,
         "occurrences": with_run(batch.select(OCCURRENCE_COLUMNS), "run_id", run_id),
         "decisions": decisions_table(batch, stages, run_id),
-    })
-    return {"new_samples": got.get("samples", 0), "occurrences": got.get("occurrences", 0),
-            "new_decisions": got.get("decisions", 0)}
+    }, batch=f"{run_id}/{key}/{_digest(batch)}")
+    return {"occurrences": got.get("occurrences", 0), "new_decisions": got.get("decisions", 0)}
+
+
+def _digest(batch: pa.Table) -> str:
+    """What the batch holds, so a batch key names this content (a source changed under a resumed run
+    is written, not skipped)."""
+    h = hashlib.sha256()
+    for col in ("sample_id", "ordinal"):
+        if col in batch.column_names:
+            h.update("\n".join(map(str, batch[col].to_pylist())).encode())
+    return h.hexdigest()[:16]
+
+
+@task(cache_policy=NO_CACHE)
+def settle_samples(home: str, run_id: str) -> int:
+    """After a run's shard pass: its sightings become `samples` rows (first sighting wins), in one
+    set-based pass; returns how many samples are new to the warehouse."""
+    return Warehouse(home).settle(run_id)

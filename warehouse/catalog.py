@@ -9,6 +9,7 @@ not used: a second process cannot even open it read-only while a writer holds it
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import duckdb
 
@@ -139,33 +140,72 @@ def connect(catalog: Catalog, read_only: bool = False, snapshot: int | None = No
     return con
 
 
-_thread_lock = threading.RLock()
+_held = threading.local()
+LOCK_STRIPES = 4096
+
+
+def _stripe(key: str) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % LOCK_STRIPES
 
 
 @contextmanager
-def write_lock(catalog: Catalog) -> Iterator[None]:
-    """Serialise commits that dedupe on a key (DuckLake does not see MERGE read sets conflict):
-    a file lock for the sqlite catalog, a PostgreSQL advisory lock (any machine) for postgres."""
-    with _thread_lock:
+def write_lock(catalog: Catalog, keys: Iterable[str] | None = None) -> Iterator[None]:
+    """Serialise writers whose keys can collide, and only those.
+
+    With `keys`, a writer holds the lake shared and each key exclusively, so writers with disjoint keys
+    commit at once; without, the lake is held exclusively (schema creation, compaction, orphan deletion
+    wait for every writer). A file lock per key stripe for the sqlite catalog; PostgreSQL advisory locks
+    (any machine) for postgres. Re-entrant in a thread that already holds the lake exclusively.
+    """
+    if getattr(_held, "exclusive", False):
+        yield
+        return
+    exclusive = keys is None
+    names = sorted({f"{_stripe(k):04d}" for k in keys or ()})  # sorted: two writers never wait on each other
+    try:
+        _held.exclusive = exclusive
         if catalog.kind == "postgres":
-            import psycopg
-
-            with psycopg.connect(catalog.dsn, autocommit=True) as pg:
-                pg.execute("SELECT pg_advisory_lock(hashtext('mmpipe.warehouse'))")
-                try:
-                    yield
-                finally:
-                    pg.execute("SELECT pg_advisory_unlock(hashtext('mmpipe.warehouse'))")
-            return
-        with open(catalog.lake / ".write.lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
+            with _pg_locks(catalog, exclusive, names):
                 yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        else:
+            with _file_locks(catalog, exclusive, names):
+                yield
+    finally:
+        _held.exclusive = False
 
 
-_RETRYABLE = ("database is locked", "conflict", "Failed to flush changes", "Failed to commit")
+@contextmanager
+def _file_locks(catalog: Catalog, exclusive: bool, names: list[str]) -> Iterator[None]:
+    locks = catalog.lake / ".locks"
+    locks.mkdir(exist_ok=True)
+    files = [open(catalog.lake / ".write.lock", "a")] + [open(locks / f"{n}.lock", "a") for n in names]
+    try:
+        fcntl.flock(files[0], fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        for f in files[1:]:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+    finally:
+        for f in reversed(files):
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+
+@contextmanager
+def _pg_locks(catalog: Catalog, exclusive: bool, names: list[str]) -> Iterator[None]:
+    import psycopg
+
+    with psycopg.connect(catalog.dsn, autocommit=True) as pg:
+        pg.execute("SELECT pg_advisory_lock(hashtext('mmpipe.warehouse'))" if exclusive else
+                   "SELECT pg_advisory_lock_shared(hashtext('mmpipe.warehouse'))")
+        for n in names:
+            pg.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"mmpipe.key.{n}"])
+        try:
+            yield
+        finally:
+            pg.execute("SELECT pg_advisory_unlock_all()")
+
+
+RETRYABLE = ("database is locked", "conflict", "Failed to flush changes", "Failed to commit")
 
 
 def retrying(fn, attempts: int = 8):
@@ -174,7 +214,7 @@ def retrying(fn, attempts: int = 8):
         try:
             return fn()
         except duckdb.Error as e:
-            if attempt == attempts - 1 or not any(s in str(e) for s in _RETRYABLE):
+            if attempt == attempts - 1 or not any(s in str(e) for s in RETRYABLE):
                 raise
             time.sleep(0.05 * 2 ** attempt)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Iterator
+
+import pyarrow as pa
 
 from warehouse.store import Warehouse
 
@@ -96,6 +99,16 @@ def export_meta(wh: Warehouse, run_id: str, sample_ids: list[str], model: str | 
         "AND o.sample_id IN (SELECT unnest(?::VARCHAR[]))",
         [model or "", pretrained or "", run_id, sample_ids]).to_pylist()
     return {r["sample_id"]: r for r in rows}
+
+
+def kept_plan(wh: Warehouse, run_id: str, model: str | None, pretrained: str | None) -> Iterator[pa.RecordBatch]:
+    """The run's kept image samples at the occurrence that exports them, in ordinal order, streamed: what
+    each shard's export and the version's manifest carry (one set-based pass per run)."""
+    return wh.stream(
+        "SELECT o.sample_id, s.text, s.width, s.height, s.format, o.source, o.source_key, s.uri, s.content_sha256, "
+        "c.score AS clip_score, o.ordinal FROM outcomes o JOIN samples s USING (sample_id) "
+        "LEFT JOIN clip_scores c ON c.sample_id = o.sample_id AND c.model = ? AND c.pretrained = ? "
+        "WHERE o.run_id = ? AND o.keep ORDER BY o.ordinal", [model or "", pretrained or "", run_id])
 
 
 def manifest_rows(wh: Warehouse, run_id: str, modality: str, key: dict) -> list[dict]:

@@ -56,6 +56,27 @@ CREATE TABLE IF NOT EXISTS train_steps (
     model_id VARCHAR, step BIGINT, samples_seen BIGINT, metric VARCHAR, value DOUBLE, run_id VARCHAR
 );
 
+-- A run's samples rows wait here until the run settles (set-based, first sighting wins), so a shard's
+-- write never reads `samples`; and the ledger of committed batches that makes a rerun a no-op.
+CREATE TABLE IF NOT EXISTS mmpipe_internal.sightings (
+    sample_id VARCHAR, modality VARCHAR, source VARCHAR, source_key VARCHAR, uri VARCHAR,
+    content_sha256 VARCHAR, text VARCHAR, width INTEGER, height INTEGER, format VARCHAR,
+    duration_s DOUBLE, sample_rate INTEGER, phash BIGINT, first_run_id VARCHAR, run_id VARCHAR, ordinal BIGINT
+);
+CREATE TABLE IF NOT EXISTS mmpipe_internal.batches (
+    run_id VARCHAR, batch_key VARCHAR, committed_at TIMESTAMP, counts JSON
+);
+
+-- A run's rows live in their own files: a write or a per-run read opens only that run's partition.
+ALTER TABLE occurrences SET PARTITIONED BY (run_id);
+ALTER TABLE decisions SET PARTITIONED BY (run_id);
+ALTER TABLE thumbnails SET PARTITIONED BY (run_id);
+ALTER TABLE clip_scores SET PARTITIONED BY (run_id);
+ALTER TABLE clip_embeddings SET PARTITIONED BY (run_id);
+ALTER TABLE transcripts SET PARTITIONED BY (run_id);
+ALTER TABLE mmpipe_internal.sightings SET PARTITIONED BY (run_id);
+ALTER TABLE mmpipe_internal.batches SET PARTITIONED BY (run_id);
+
 COMMENT ON TABLE runs IS 'One row per flow run; status running -> completed | completed_with_warnings | failed | cancelled';
 COMMENT ON COLUMN runs.run_id IS 'Run id (flow-YYYYmmdd-HHMMSS-xxxxxx); a rerun of an unfinished run keeps it';
 COMMENT ON COLUMN runs.flow IS 'Flow name: ingest, curate, transcribe, bootstrap-filter, train-*, evaluate, sweep';

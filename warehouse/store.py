@@ -5,26 +5,20 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 
-from warehouse.catalog import Catalog, catalog_for, connect, retrying, write_lock
+from warehouse.catalog import RETRYABLE, Catalog, catalog_for, connect, retrying, write_lock
 from warehouse.guard import QueryError, ReadOnlyError, check_user_query
 from warehouse.records import Records, utcnow
+from warehouse import writes
+from warehouse.writes import TableSpec
 
 _SQL_DIR = Path(__file__).parent
-SCHEMA_VERSION = "5"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """How a table dedupes: rows sharing `key` collapse to the first or the last written."""
-
-    key: tuple[str, ...]
-    keep: str  # "first": a rewrite of a known key is skipped; "last": the newest row wins
+SCHEMA_VERSION = "6"
 
 
 TABLES: dict[str, TableSpec] = {
@@ -53,8 +47,11 @@ _columns: dict[tuple, list[tuple[str, str]]] = {}
 _open_lock = threading.Lock()
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_q = writes.q
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class Warehouse(Records):
@@ -132,26 +129,45 @@ class Warehouse(Records):
         """Add rows atomically and idempotently; returns how many rows were new (or replaced)."""
         return self.write_many({table: data}).get(table, 0)
 
-    def write_many(self, tables: dict[str, pa.Table], message: dict | None = None) -> dict[str, int]:
+    def write_many(self, tables: dict[str, pa.Table], message: dict | None = None,
+                   batch: str | None = None) -> dict[str, int]:
         """Write to several tables in ONE transaction: all rows become visible together or none do.
 
-        Rows are cast to each table's schema and deduped on its key, within the data and against
-        what is stored (first-wins tables keep the stored row; last-wins tables replace it).
-        `message` is recorded as the snapshot's commit info (time travel finds it).
+        Rows are cast to each table's schema and deduped on its key within the data. Without `batch`,
+        they are MERGEd against what is stored (first-wins tables keep the stored row; last-wins tables
+        replace it); a batch of one run reads only that run's partition. With `batch` (a key that starts
+        with the run id, e.g. "<run>/prepare/12"), the rows are appended without reading the tables and
+        the key goes in the ledger: a rerun of the batch adds nothing, and `samples` rows wait in the
+        run's sightings until `settle(run_id)`. Writers lock only their own keys, so writers of other
+        batches, runs or tables commit at the same time. `message` is recorded as the snapshot's commit
+        info (time travel finds it). Returns rows added (or replaced) per table.
         """
         if self.read_only:
             raise PermissionError("this warehouse was opened read-only")
         prepared = [(t, self._prepare(t, d)) for t, d in tables.items() if d.num_rows]
         if not prepared:
             return {}
+        run = batch.split("/", 1)[0] if batch else None
+        if batch:
+            keys = [f"batch:{batch}"]
+        else:
+            keys = [f"merge:{t}:{writes.run_scope(TABLES[t], d) or '*'}" for t, d in prepared]
 
         def commit() -> dict[str, int]:
             cur = self._cursor()
             counts: dict[str, int] = {}
             try:
                 cur.execute("BEGIN")
+                if batch and writes.batch_done(cur, run, batch):
+                    cur.execute("ROLLBACK")
+                    return {}
                 for table, data in prepared:
-                    counts[table] = self._merge(cur, table, data)
+                    if batch:
+                        counts[table] = writes.append(cur, table, TABLES[table], self.columns(table), data, run)
+                    else:
+                        counts[table] = writes.merge(cur, table, TABLES[table], self.columns(table), data)
+                if batch:
+                    writes.record_batch_done(cur, run, batch, counts)
                 if message is not None:
                     cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
                                 [message.get("message", ""), json.dumps(message, default=str)])
@@ -166,56 +182,83 @@ class Warehouse(Records):
                 cur.close()
             return counts
 
-        with write_lock(self.catalog):
+        with write_lock(self.catalog, keys):
             counts = retrying(commit)
-            self._maybe_compact([t for t, _ in prepared])
+        self._maybe_compact([t for t, _ in prepared])
+        if batch and "samples" in counts:
+            counts.pop("samples")  # sightings, not yet samples: settle() says how many are new
         return counts
 
+    def settle(self, run_id: str) -> int:
+        """Make a run's sightings `samples` rows (first sighting wins) and collapse rows the run wrote twice
+        for a repeated sample; returns how many samples are new. Idempotent; one set-based pass per run."""
+        if self.read_only:
+            raise PermissionError("this warehouse was opened read-only")
+
+        def commit() -> int:
+            cur = self._cursor()
+            try:
+                if not writes.pending_sightings(cur, run_id) and not self._repeats(cur, run_id):
+                    return 0
+                cur.execute("BEGIN")
+                n = writes.settle(cur, run_id)
+                cur.execute("COMMIT")
+                return n
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                cur.close()
+
+        with write_lock(self.catalog, ["merge:samples:*", f"merge:decisions:{run_id}", f"merge:thumbnails:{run_id}"]):
+            return retrying(commit)
+
+    @staticmethod
+    def _repeats(cur: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+        return cur.execute("SELECT count(*) > count(DISTINCT (sample_id, stage)) FROM decisions WHERE run_id = ?",
+                           [run_id]).fetchone()[0]
+
     def _maybe_compact(self, tables: list[str]) -> None:
-        """Merge a table's small files once there are many (checked every few writes; under the write lock)."""
+        """Merge a table's small files once there are many (checked every few writes of this process).
+
+        Compaction commits like any writer (one compactor per table at a time); losing a race with a
+        concurrent commit only postpones it to a later check.
+        """
         for table in tables:
             key = (str(self.home), table)
             _writes_since_check[key] = _writes_since_check.get(key, 0) + 1
             if _writes_since_check[key] < COMPACT_AT_FILES // 4:
                 continue
             _writes_since_check[key] = 0
-            cur = self._cursor()
-            try:
-                files = cur.execute(f"SELECT count(*) FROM ducklake_list_files('lake', '{table}')").fetchone()[0]
-                if files >= COMPACT_AT_FILES:
-                    cur.execute(f"CALL ducklake_merge_adjacent_files('lake', '{table}')")
-                    # the merged-away files go once no reader can still be on a snapshot that needs them
-                    cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL 10 MINUTE)")
-            finally:
-                cur.close()
+            with write_lock(self.catalog, [f"compact:{table}"]):
+                cur = self._cursor()
+                try:
+                    files = cur.execute("SELECT count(*) FROM ducklake_list_files('lake', ?)", [table]).fetchone()[0]
+                    if files >= COMPACT_AT_FILES:
+                        cur.execute(f"CALL ducklake_merge_adjacent_files('lake', {_lit(table)})")
+                        # merged-away files go once no reader can still be on a snapshot that needs them
+                        cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL 10 MINUTE)")
+                except duckdb.Error as e:
+                    if not any(s in str(e) for s in RETRYABLE):
+                        raise
+                finally:
+                    cur.close()
 
     def _prepare(self, table: str, data: pa.Table) -> pa.Table:
         if table not in TABLES:
             raise KeyError(f"unknown warehouse table {table!r}; tables: {sorted(TABLES)}")
         names = {c for c, _ in self.columns(table)}
-        unknown = [c for c in data.column_names if c not in names]
+        extra = {"ordinal"} if table == "samples" else set()  # where a run met it: orders its sightings
+        unknown = [c for c in data.column_names if c not in names | extra]
         if unknown:
             raise ValueError(f"table {table!r} has no columns {unknown}")
         missing = [k for k in TABLES[table].key if k not in data.column_names]
         if missing:
             raise ValueError(f"rows for {table!r} lack key columns {missing}")
         return data
-
-    def _merge(self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> int:
-        spec, cols = TABLES[table], self.columns(table)
-        cur.register("_incoming", data.append_column("_ord", pa.array(range(data.num_rows), pa.int64())))
-        select = ", ".join(f"CAST({_q(c) if c in data.column_names else 'NULL'} AS {t}) AS {_q(c)}" for c, t in cols)
-        part = ", ".join(_q(k) for k in spec.key)
-        order = "ASC" if spec.keep == "first" else "DESC"
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE _in AS SELECT {select} FROM _incoming "
-                    f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY _ord {order}) = 1")
-        cur.unregister("_incoming")
-        on = " AND ".join(f"t.{_q(k)} IS NOT DISTINCT FROM s.{_q(k)}" for k in spec.key)
-        when = "WHEN NOT MATCHED THEN INSERT *"
-        if spec.keep == "last":
-            when = "WHEN MATCHED THEN UPDATE SET * " + when
-        got = cur.execute(f"MERGE INTO lake.main.{_q(table)} t USING temp.main._in s ON ({on}) {when}").fetchone()
-        return int(got[0]) if got else 0
 
     def delete_orphans(self) -> int:
         """Delete data files no snapshot references (left by a writer killed mid-commit); returns how many.
@@ -238,6 +281,15 @@ class Warehouse(Records):
         cur = self._cursor()
         try:
             return cur.execute(query, params or []).to_arrow_table()
+        finally:
+            cur.close()
+
+    def stream(self, query: str, params: list | None = None, rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Run a pipeline query and yield its result in record batches (memory flat in the result's size)."""
+        cur = self._cursor()
+        try:
+            reader = cur.execute(query, params or []).fetch_record_batch(rows)
+            yield from reader
         finally:
             cur.close()
 

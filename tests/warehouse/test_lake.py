@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,7 +76,8 @@ def test_a_writer_killed_mid_write_leaves_whole_batches_only(tmp_path):
     Warehouse(home)
     for attempt in range(3):
         proc = _writer(home, f"k{attempt}", attempt * 1_000_000, 400, n=1000)
-        time.sleep(2.0 + attempt)
+        for _ in range(attempt + 1):  # killed after its first few commits, mid-way through a later one
+            assert proc.stdout.readline(), proc.stderr.read()[-2000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     wh = Warehouse(home)
