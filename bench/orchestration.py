@@ -43,7 +43,8 @@ def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
     from mmpipe.sources import plan_shards
     from tasks.clip import ensure_clip, score_staged_shard
     from tasks.curate import clip_filter_run, dedup_run, prepare_shard, remove_staging, staged_path, staging_dir
-    from tasks.dataset import choose_version, export_staged_shard, publish_dataset
+    from tasks.dataset import choose_version, export_staged_shard, plan_export, publish_dataset
+    from tasks.record import settle_samples
     from warehouse import Warehouse
     from mmpipe.report import report_dir, write_report
     from warehouse.queries import outcome_counts, score_quantiles
@@ -72,6 +73,7 @@ def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
                                                  basic), shards))
         t = lap("read+decode+filter+record", t)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
+        settle_samples.fn(home, run_id)
         dedup_run.fn(home, run_id, staged, DedupConfig(True, 4))
         t = lap("dedup", t)
         n_scored = sum(score_staged_shard.fn(home, run_id, p, config, key) for p in staged)
@@ -80,10 +82,11 @@ def direct(source: str, home: str, shard_size: int) -> tuple[float, dict, dict]:
         t = lap("CLIP filter", t)
         version = choose_version.fn(home, "bench", run_id)
         out_dir = str(Path(home) / "datasets" / "bench" / version)
+        plan = plan_export.fn(home, run_id, CLIP["clip_model"], key)
         sizes = dict(pool.map(lambda p: export_staged_shard.fn(home, run_id, p, out_dir, CLIP["clip_model"], key,
-                                                               MAX_PIXELS), staged))
+                                                               MAX_PIXELS, plan), staged))
     dataset = publish_dataset.fn(home, run_id, "bench", version, out_dir, sizes, {}, {"model": CLIP["clip_model"],
-                                                                                     "pretrained": key})
+                                                                                     "pretrained": key}, plan=plan)
     counts = outcome_counts(wh, run_id)
     score_quantiles(wh, run_id, CLIP["clip_model"], key or "")  # what announce_dataset reports
     remove_staging.fn(home, run_id)

@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes generating the shards")
     parser.add_argument("--data", default=None, help="where the shards go (reused when present)")
     parser.add_argument("--home", default=None)
+    parser.add_argument("--generate-only", action="store_true", help="write the shards and stop")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mmpipe-scale-"))
@@ -172,6 +173,8 @@ def main() -> None:
     planted = generate(data, args.n, args.shard_size, args.workers)
     print(f"generated {args.n:,} samples in {len(list(data.glob('*.tar')))} shards in "
           f"{time.perf_counter() - t0:.0f} s (not timed below): {planted}", flush=True)
+    if args.generate_only:
+        return
 
     from mmpipe.home import configure_prefect
 

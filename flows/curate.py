@@ -16,7 +16,7 @@ from mmpipe.stages.clip_filter import ClipFilterConfig
 from mmpipe.stages.clip_score import ClipScoreConfig
 from mmpipe.stages.decode import DecodeConfig
 from mmpipe.stages.dedup import DedupConfig
-from tasks.clip import ensure_clip, score_staged_shard
+from tasks.clip import ensure_clip, plan_scoring, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
 from tasks.record import settle_samples
 from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,
@@ -73,7 +73,9 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
         n_scored = 0
         if scoring:
+            skip = plan_scoring(home, run_id, clip_model, pretrained_key)
             n_scored = sum(per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home,
+                                     skip=skip,
                                      run_id=run_id, config=clip_config, pretrained=pretrained_key))
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
                             clip_model, pretrained_key)

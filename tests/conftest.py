@@ -130,62 +130,10 @@ def http_server(tmp_path_factory):
     server.shutdown()
 
 
-def _pg_bin() -> Path | None:
-    import glob
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory):
-    """A real PostgreSQL server on 127.0.0.1 with a temporary data folder, stopped by PID at the end.
+def postgres_dsn():
+    """A real PostgreSQL server on 127.0.0.1 with a temporary data folder, stopped at the end."""
+    from pgserver import temporary_postgres
 
-    Debian's `postgresql` package is installed first when missing (CI machines start without it).
-    As root, the server runs as the `postgres` user (initdb refuses root).
-    """
-    import shutil
-    import socket
-    import subprocess
-
-    if _pg_bin() is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True, capture_output=True,
-                       timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    pg = _pg_bin()
-    assert pg is not None, "PostgreSQL binaries not found after installing Debian's postgresql package"
-    # Outside pytest's root-only temp tree: the server runs as `postgres` when we are root.
-    data = Path(tempfile.mkdtemp(prefix="mmpipe-pg-")) / "data"
-    data.mkdir()
-    run_as = []
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-        shutil.chown(data.parent, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run([*run_as, str(pg / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-                   check=True, capture_output=True, timeout=300)
-    subprocess.run([*run_as, str(pg / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                    "start"], check=True, capture_output=True, timeout=120)
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    subprocess.run([*run_as, "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-qc",
-                    "CREATE DATABASE mmpipe"], check=True, capture_output=True, timeout=60)
-    yield f"dbname=mmpipe host=127.0.0.1 port={port} user=postgres"
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGINT)  # fast shutdown
-    except ProcessLookupError:
-        pass
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        import time
-
-        time.sleep(0.1)
-    shutil.rmtree(data.parent, ignore_errors=True)
+    with temporary_postgres() as dsn:
+        yield dsn

@@ -111,6 +111,19 @@ def kept_plan(wh: Warehouse, run_id: str, model: str | None, pretrained: str | N
         "WHERE o.run_id = ? AND o.keep ORDER BY o.ordinal", [model or "", pretrained or "", run_id])
 
 
+def scoring_skips(wh: Warehouse, run_id: str, model: str, pretrained: str) -> Iterator[pa.RecordBatch]:
+    """(sample_id, ordinal) of the run's occurrences that its CLIP scoring leaves alone, in ordinal order,
+    streamed: repeats of a sample met earlier in the run, samples the run's dedup dropped, and samples
+    this model scored already (in any run). One set-based pass per run instead of a lookup of every
+    stored score per shard."""
+    return wh.stream(
+        "WITH occ AS (SELECT sample_id, ordinal, ordinal > min(ordinal) OVER (PARTITION BY sample_id) AS again "
+        "FROM occurrences WHERE run_id = ?) "
+        "SELECT sample_id, ordinal FROM occ WHERE again OR sample_id IN (SELECT sample_id FROM decisions "
+        "WHERE run_id = ? AND stage = 'dedup' AND NOT keep) OR sample_id IN (SELECT sample_id FROM clip_scores "
+        "WHERE model = ? AND pretrained = ?) ORDER BY ordinal", [run_id, run_id, model, pretrained])
+
+
 def manifest_rows(wh: Warehouse, run_id: str, modality: str, key: dict) -> list[dict]:
     """One row per kept sample of the run: what a curated dataset's manifest holds.
 
