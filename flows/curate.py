@@ -68,7 +68,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
-        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
+        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming), name)
         n_scored = 0
         if scoring:
             n_scored = sum(per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home,
