@@ -205,3 +205,31 @@ def test_sql_clip_filter_decides_as_the_in_memory_stage(tmp_path, config):
         rows += clip_filter_decisions(wh, sidecars, RUN, "m", "p", threshold, rule, lo, hi).to_pylist()
     assert {_row(r) for r in rows} == want and len(rows) == len(want)
     assert any(not r["keep"] for r in rows) or config.keep_fraction == 1.0
+
+
+def test_sql_dedup_decides_as_the_in_memory_stage_on_a_real_run(tmp_path):
+    """The demo's kinds of copies through the real shard pass: exact copies and JPEG re-encodes under
+    other captions, resized and cropped copies, a shard met twice (every sample repeated)."""
+    import shutil
+
+    from mmpipe.demo.shapes import write_shapes
+    from mmpipe.sources import SourceSpec, plan_shards
+    from mmpipe.stages.basic import BasicFilterConfig
+    from mmpipe.stages.decode import DecodeConfig
+    from tasks.curate import prepare_shard, staged_ids_path, staged_path
+
+    shapes = write_shapes(tmp_path / "shapes", n=240, n_seed=1, n_holdout=1, dup=0.15, near=0.2, shard_size=60)
+    last = len(shapes.shards)
+    shutil.copy(shapes.shards[0], shapes.shards[0].with_name(f"shapes-{last:06d}.tar"))  # met again, last
+    home = str(tmp_path / "home")
+    spec = SourceSpec(str(tmp_path / "shapes" / "pool" / f"shapes-{{000000..{last:06d}}}.tar"), shard_size=60)
+    shards = plan_shards(spec, tmp_path / "plan")
+    for shard in shards:
+        prepare_shard.fn(spec, shard, RUN, home, "shapes", DecodeConfig(), BasicFilterConfig(min_side=64))
+    wh = Warehouse(home)
+    sidecars = [staged_ids_path(str(staged_path(home, RUN, s.index))) for s in shards]
+    for config in (DedupConfig(True, 4), DedupConfig(True, 8), DedupConfig(False, 4)):
+        want = in_memory_dedup(wh, sidecars, config)
+        assert sql_dedup(wh, sidecars, config, chunk_rows=25) == want
+        counts = {r: sum(1 for w in want if w[2] == r) for r in ("duplicate", "near_duplicate")}
+        assert counts["near_duplicate"] >= 10 and (counts["duplicate"] >= 10 or not config.exact), counts
