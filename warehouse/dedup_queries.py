@@ -122,12 +122,15 @@ def _dedup_sql(files: list[str], exact: bool, hamming: int | None, prior_sql: st
         else:
             ctes.append(f"n_prior AS ({none})")
         ctes += [
-            "ab AS (SELECT a.sample_id, a.ordinal, a.h, b.b, (a.h >> b.lo) & b.mask AS key FROM alive a, bands b "
+            # the band join carries ordinals (unique per candidate), not ids: a narrow hash table
+            "ab AS (SELECT a.ordinal, a.h, b.b, (a.h >> b.lo) & b.mask AS key FROM alive a, bands b "
             "WHERE a.sample_id NOT IN (SELECT sample_id FROM n_prior))",
-            "n_run AS (SELECT c.sample_id, arg_min(a.sample_id, a.ordinal) AS twin, "
+            "n_ord AS (SELECT c.ordinal, min(a.ordinal) AS twin_ordinal, "
             "arg_min(bit_count(xor(a.h, c.h)), a.ordinal) AS dist "
             "FROM (SELECT * FROM ab WHERE ordinal >= $lo) c JOIN ab a ON a.b = c.b AND a.key = c.key "
-            "AND a.ordinal < c.ordinal WHERE bit_count(xor(a.h, c.h)) <= $hamming GROUP BY c.sample_id)",
+            "AND a.ordinal < c.ordinal WHERE bit_count(xor(a.h, c.h)) <= $hamming GROUP BY c.ordinal)",
+            "n_run AS (SELECT c.sample_id, t.sample_id AS twin, n.dist FROM n_ord n "
+            "JOIN keyed c ON c.ordinal = n.ordinal JOIN keyed t ON t.ordinal = n.twin_ordinal)",
         ]
     else:
         ctes += [f"n_prior AS ({none})", f"n_run AS ({none})"]
