@@ -90,7 +90,7 @@ def dedup_run(home: str, run_id: str, staged: list[str], config: DedupConfig, na
     for lo, hi in chunk_bounds(wh, ids):
         got = dedup_decisions(wh, ids, run_id, config.exact, config.hamming, lo, hi, versions, Dedup.version)
         wh.write("decisions", got, run_id)
-        dropped += got.num_rows - pc.sum(got["keep"]).as_py()
+        dropped += int(pc.sum(pc.invert(got["keep"])).as_py() or 0)
     return dropped
 
 
