@@ -72,7 +72,7 @@ def make_run(home: str, n: int, seed: int = 0, copies: float = 0.05) -> list[str
     return paths
 
 
-def run_sql(home: str, sidecars: list[str]) -> dict:
+def run_sql(home: str, sidecars: list[str], write: bool = True) -> dict:
     """The SQL path as tasks.curate.dedup_run runs it: per ordinal range, compute and commit."""
     from warehouse import Warehouse
     from warehouse.dedup_queries import chunk_bounds, dedup_decisions
@@ -81,7 +81,8 @@ def run_sql(home: str, sidecars: list[str]) -> dict:
     dropped = 0
     for lo, hi in chunk_bounds(wh, sidecars):
         got = dedup_decisions(wh, sidecars, RUN, True, 4, lo, hi)
-        wh.write("decisions", got, RUN)
+        if write:
+            wh.write("decisions", got, RUN)
         dropped += got.num_rows - sum(got["keep"].to_pylist())
     return {"dropped": dropped}
 
@@ -125,14 +126,16 @@ def worker(args) -> None:
         return
     sidecars = json.loads(Path(args.home, "sidecars.json").read_text())
     t0 = time.perf_counter()
-    got = (run_sql if args.worker == "sql" else run_memory)(args.home, sidecars)
+    got = run_sql(args.home, sidecars, not args.compute_only) if args.worker == "sql" else \
+        run_memory(args.home, sidecars)
     use = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({**got, "seconds": time.perf_counter() - t0, "cpu_s": use.ru_utime + use.ru_stime,
                       "peak_rss_mb": peak_rss_mb()}))
 
 
-def child(kind: str, home: str, n: int, memory_limit: str | None = None) -> dict:
+def child(kind: str, home: str, n: int, memory_limit: str | None = None, compute_only: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--home", home, "--n", str(n)]
+    cmd += ["--compute-only"] if compute_only else []
     cmd += ["--memory-limit", memory_limit] if memory_limit and kind == "sql" else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -144,6 +147,7 @@ def main() -> None:
     p.add_argument("--baseline-n", type=int, default=20_000)
     p.add_argument("--worker", choices=["make", "sql", "memory"])
     p.add_argument("--home")
+    p.add_argument("--compute-only", action="store_true", help="the SQL path at --n decides without committing")
     p.add_argument("--memory-limit", help="DuckDB memory_limit for the SQL path, e.g. 512MB (default: DuckDB's)")
     args = p.parse_args()
     if args.worker:
@@ -164,7 +168,7 @@ def main() -> None:
     Path(small + "-sql", "sidecars.json").write_text(
         Path(small, "sidecars.json").read_text().replace(small + "/", small + "-sql/"))
     ours_small = child("sql", small + "-sql", args.baseline_n, args.memory_limit)
-    ours_big = child("sql", big, args.n, args.memory_limit)
+    ours_big = child("sql", big, args.n, args.memory_limit, args.compute_only)
     for name, n, r in (("in-memory Dedup", args.baseline_n, base), ("SQL", args.baseline_n, ours_small),
                        ("SQL", args.n, ours_big)):
         print(f"{name:16s} n={n:>9,d}: {r['seconds']:8.1f} s ({r['cpu_s']:6.1f} s CPU)  "
