@@ -115,9 +115,11 @@ def worker(args) -> None:
     import resource
 
     sys.path.insert(0, str(ROOT))
-    if args.memory_limit:  # DuckDB's own cap (it spills joins and aggregates past it); this process only
-        from warehouse import Warehouse
+    from warehouse import Warehouse
 
+    # DuckDB spills under the bench's own folder, not the working directory's .tmp
+    Warehouse(args.home).sql(f"SET temp_directory = '{Path(args.home).parent / 'duckdb-spill'}'")
+    if args.memory_limit:  # DuckDB's own cap (it spills joins and aggregates past it); this process only
         Warehouse(args.home).sql(f"SET memory_limit = '{args.memory_limit}'")
     if args.worker == "make":
         paths = make_run(args.home, args.n)
