@@ -17,7 +17,8 @@ Dedup rules (the in-memory `mmpipe.stages.dedup.Dedup` gives the same decisions 
 - earlier versions (incremental runs and curations into an existing name): a candidate that is not
   itself a sample of an earlier version of the dataset, whose bytes or phash match a sample kept there,
   is dropped first (`duplicate` / `near_duplicate`, detail "<twin id> [hamming=<d> ]in <name>@<version>",
-  the earliest version's twin, then the nearest, then the lowest id). A sample so dropped takes no
+  the earliest version's twin, then the nearest, then the lowest id; a version an incremental one
+  holds whole is read through that newer one, which then names the twin). A sample so dropped takes no
   further part in the run's own dedup.
 """
 
