@@ -70,7 +70,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
         new_samples = settle_samples(home, run_id)
-        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming))
+        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming), name)
         n_scored = 0
         if scoring:
             skip = plan_scoring(home, run_id, clip_model, pretrained_key)

@@ -62,12 +62,6 @@ def dropped_ids(wh: Warehouse, run_id: str, stage: str) -> set[str]:
     return set(rows.column("sample_id").to_pylist())
 
 
-def stage_done(wh: Warehouse, run_id: str, stage: str) -> int:
-    """How many decisions a stage has recorded in this run."""
-    return wh.sql("SELECT count(*) AS n FROM decisions WHERE run_id = ? AND stage = ?",
-                  [run_id, stage]).column("n")[0].as_py()
-
-
 def scored_ids(wh: Warehouse, model: str, pretrained: str, sample_ids: list[str]) -> set[str]:
     """Which samples already have a CLIP score from this model (in any run)."""
     rows = wh.sql("SELECT sample_id FROM clip_scores WHERE model = ? AND pretrained = ? "
@@ -206,18 +200,6 @@ def column_docs(wh: Warehouse):
         "FROM duckdb_columns() WHERE database_name = 'lake' AND schema_name = 'main' "
         "AND table_name IN (SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' "
         "AND schema_name = 'main') ORDER BY table_name, column_index")
-
-
-def seen_before(wh: Warehouse, name: str, run_id: str, sample_ids: list[str]) -> set[str]:
-    """Those of `sample_ids` that an earlier finished run of source `name` met already: what an
-    incremental curation leaves out."""
-    if not sample_ids:
-        return set()
-    rows = wh.sql(
-        "SELECT DISTINCT o.sample_id FROM occurrences o JOIN runs r USING (run_id) WHERE o.source = ? "
-        "AND o.run_id <> ? AND r.status IN ('completed', 'completed_with_warnings') "
-        "AND o.sample_id IN (SELECT UNNEST(?::VARCHAR[]))", [name, run_id, sample_ids])
-    return set(rows.column("sample_id").to_pylist())
 
 
 def run_row(wh: Warehouse, run_id: str) -> dict | None:

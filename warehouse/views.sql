@@ -2,13 +2,16 @@
 
 -- The final outcome of every input occurrence of each run: kept, or the stage that dropped it.
 -- A sample met again in the same run (same bytes and text) is dropped as `duplicate` at its repeat.
+-- Were a sample ever dropped by two stages of a run, its reason, stage and detail come from one row:
+-- the first such stage in pipeline order (stages not listed after those, by name).
 CREATE OR REPLACE VIEW outcomes AS
 WITH per_sample AS (
-    SELECT sample_id, run_id,
-           bool_and(keep) AS keep,
-           max(drop_reason) FILTER (WHERE NOT keep) AS drop_reason,
-           max(stage) FILTER (WHERE NOT keep) AS drop_stage,
-           max(detail) FILTER (WHERE NOT keep) AS detail
+    SELECT sample_id, run_id, bool_and(keep) AS keep,
+           arg_min({'reason': drop_reason, 'stage': stage, 'detail': detail},
+                   (CASE stage WHEN 'decode' THEN 0 WHEN 'basic' THEN 1 WHEN 'dedup' THEN 2
+                               WHEN 'clip_filter' THEN 3 WHEN 'transcribe' THEN 4 WHEN 'asr_quality' THEN 5
+                               WHEN 'semantic_dedup' THEN 6 ELSE 7 END, stage))
+               FILTER (WHERE NOT keep) AS dropped
     FROM decisions
     GROUP BY sample_id, run_id
 ), occ AS (
@@ -19,9 +22,9 @@ WITH per_sample AS (
 )
 SELECT o.run_id, o.sample_id, o.ordinal, o.source, o.source_key,
        CASE WHEN o.ordinal > o.first_ordinal THEN false ELSE p.keep END AS keep,
-       CASE WHEN o.ordinal > o.first_ordinal THEN 'duplicate' ELSE p.drop_reason END AS drop_reason,
-       CASE WHEN o.ordinal > o.first_ordinal THEN 'dedup' ELSE p.drop_stage END AS drop_stage,
-       CASE WHEN o.ordinal > o.first_ordinal THEN 'repeat of ' || o.first_key ELSE p.detail END AS detail
+       CASE WHEN o.ordinal > o.first_ordinal THEN 'duplicate' ELSE p.dropped.reason END AS drop_reason,
+       CASE WHEN o.ordinal > o.first_ordinal THEN 'dedup' ELSE p.dropped.stage END AS drop_stage,
+       CASE WHEN o.ordinal > o.first_ordinal THEN 'repeat of ' || o.first_key ELSE p.dropped.detail END AS detail
 FROM occ o LEFT JOIN per_sample p USING (sample_id, run_id);
 
 -- Runs with their counts: ingested (occurrences met) = kept + dropped.

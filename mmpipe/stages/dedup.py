@@ -13,7 +13,7 @@ import pyarrow as pa
 from PIL import Image
 from scipy.fft import dctn
 
-from mmpipe.stages.base import Filter
+from mmpipe.stages.base import Filter, set_column
 
 
 def phash(img: Image.Image) -> int:
@@ -124,3 +124,21 @@ class Dedup(Filter):
         for k, i in enumerate(order):
             out[int(i)] = reason[k]
         return out, None
+
+
+def mark_met_before(batch: pa.Table, known: dict[str, dict]) -> pa.Table:
+    """`batch` with the rows of samples an earlier run met (known: sample_id -> {run_id, source_key} of
+    where it was first met) dropped by dedup as `duplicate`; later stages pass them through."""
+    if not known:
+        return batch
+    ids = batch["sample_id"].to_pylist()
+    hit = [s in known and k is not False for s, k in zip(ids, batch["keep"].to_pylist())]
+    cols = {"keep": [False if h else k for h, k in zip(hit, batch["keep"].to_pylist())],
+            "drop_reason": ["duplicate" if h else r for h, r in zip(hit, batch["drop_reason"].to_pylist())],
+            "drop_detail": [f"repeat of {known[s]['source_key']} (run {known[s]['run_id']})" if h else d
+                            for s, h, d in zip(ids, hit, batch["drop_detail"].to_pylist())],
+            "drop_stage": [Dedup.name if h else g for h, g in zip(hit, batch["drop_stage"].to_pylist())]}
+    for col, typ in (("keep", pa.bool_()), ("drop_reason", pa.string()), ("drop_detail", pa.string()),
+                     ("drop_stage", pa.string())):
+        batch = set_column(batch, col, pa.array(cols[col], typ))
+    return batch

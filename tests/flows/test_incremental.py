@@ -33,19 +33,23 @@ def test_incremental_curation_adds_only_new_samples_and_no_version_when_nothing_
     v1 = first["dataset"]
     assert v1["version"] == "v1" and first["ingested"] == 80 and v1["n_samples"] == first["kept"] > 0
 
-    again = curate_flow(str(src), home=home, **PARAMS)  # nothing new: no version, nothing processed
+    again = curate_flow(str(src), home=home, **PARAMS)  # nothing new: no version, nothing decoded
     assert again["dataset"] is None and again["unchanged"]["version"] == "v1"
-    assert again["ingested"] == 0 and again["seen_before"] == 80
+    # every input met again is an occurrence, dropped as a duplicate of where the first run met it
+    assert again["ingested"] == 80 and again["seen_before"] == 80 and again["outcomes"] == {"duplicate": 80}
     wh = Warehouse(home)
     assert wh.sql("SELECT count(*) AS n FROM datasets").column("n")[0].as_py() == 1
-    assert wh.sql("SELECT count(*) AS n FROM decisions WHERE run_id = ?",
-                  [again["run_id"]]).column("n")[0].as_py() == 0
+    decided = wh.sql("SELECT stage, drop_reason, count(*) AS n, count(*) FILTER (WHERE detail LIKE "
+                     "'repeat of shapes-%.tar/% (run ' || ? || ')') AS named FROM decisions WHERE run_id = ? "
+                     "GROUP BY ALL", [first["run_id"], again["run_id"]]).to_pylist()
+    assert decided == [{"stage": "dedup", "drop_reason": "duplicate", "n": 80, "named": 80}]
 
     new = write_shape_shards(tmp_path / "more", 40, shard_size=40, seed=2)
     shutil.move(new[0], src / "shapes-night2.tar")  # the source gained a shard
     third = curate_flow(str(src), home=home, **PARAMS)
     v2 = third["dataset"]
-    assert third["ingested"] == 40 and third["seen_before"] == 80 and third["kept"] > 0
+    assert third["ingested"] == 120 and third["seen_before"] == 80 and third["kept"] > 0
+    assert third["outcomes"]["duplicate"] >= 80
     assert v2["version"] == "v2" and v2["n_samples"] == v1["n_samples"] + third["kept"]
 
     keys = _keys(v2["shards_uri"])
