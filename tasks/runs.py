@@ -54,7 +54,7 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def record_warnings(home: str, run_id: str, flow: str, warnings: list) -> None:
     """Store a running run's warnings as they happen, so a crash after them does not lose them."""
-    Warehouse(home).record_run(run_id, flow, "running", warnings=warnings)
+    Warehouse(home).record_run(run_id, flow, None, warnings=warnings)  # None: a late retry reopens nothing
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

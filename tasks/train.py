@@ -63,26 +63,32 @@ def announce_model(model_id: str, objective: str, dataset: str, checkpoint: str,
 class StepRecorder:
     """Per-step metrics to the warehouse (batched), a Prefect progress artifact and the run log."""
 
-    def __init__(self, home: str, model_id: str, run_id: str, total_steps: int, label: str, checkpoint_every: int):
-        """Rows are written every STEP_FLUSH steps and at every checkpoint: steps after the last
-        checkpoint are lost in a crash and recomputed on resume, so the history ends up complete."""
+    def __init__(self, home: str, model_id: str, run_id: str, total_steps: int, label: str):
+        """Rows are written every STEP_FLUSH steps and before every checkpoint (the loop calls flush), so
+        a checkpoint never holds steps the warehouse lacks. A resumed run first deletes the rows from the
+        step it resumes at on (an earlier attempt may have written them after that checkpoint) and
+        records them again: every step's losses exactly once, from the run the weights continue."""
         self.wh, self.model_id, self.run_id, self.total = Warehouse(home), model_id, run_id, total_steps
-        self.checkpoint_every = checkpoint_every
         self.rows: list[dict] = []
+        self.first = True
         self.progress = create_progress_artifact(0.0, description=f"{label}, run {run_id}")
         self.logger = get_run_logger()
 
     def __call__(self, step: int, metrics: dict) -> None:
+        if self.first:
+            self.first = False
+            self.wh.forget_train_steps(self.model_id, step)
         seen = int(metrics.get("samples_seen", 0))
         self.rows += [{"model_id": self.model_id, "step": step, "samples_seen": seen, "metric": k, "value": float(v),
                        "run_id": self.run_id} for k, v in metrics.items() if isinstance(v, (int, float))]
-        if step % STEP_FLUSH == 0 or step % self.checkpoint_every == 0 or step >= self.total:
+        if step % STEP_FLUSH == 0 or step >= self.total:
             self.flush()
             update_progress_artifact(self.progress, 100.0 * step / max(1, self.total))
             losses = {k: round(float(v), 4) for k, v in metrics.items() if k.endswith("_loss")}
             self.logger.info("step %d/%d %s", step, self.total, losses)
 
     def flush(self) -> None:
+        """Write the buffered rows (the loop calls this before every checkpoint)."""
         if self.rows:
             self.wh.write("train_steps", pa.Table.from_pylist(self.rows), self.run_id)
             self.rows = []
@@ -99,7 +105,7 @@ def train_task(home: str, run_id: str, model_id: str, objective: str, shards: st
     train_opts = {k: v for k, v in options.items() if k in known}
     config = TrainConfig(**train_opts)
     total = config.total_steps()
-    recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}", config.checkpoint_every)
+    recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}")
     extra = {k: v for k, v in options.items() if k not in known}
     fn = {"contrastive": recipes.train_contrastive, "masked": recipes.train_masked,
           "diffusion": recipes.train_diffusion}[objective]
