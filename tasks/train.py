@@ -15,7 +15,7 @@ from prefect.events import emit_event
 from mmpipe.home import stored_path
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
-from warehouse.dataset_queries import dataset_by_id, model_row, resolve_dataset
+from warehouse.dataset_queries import dataset_by_id, model_by_recipe, model_metrics, model_row, resolve_dataset
 
 _PATH_KEYS = ("pretrained", "clip_pretrained", "out_dir")  # stored relative to the home when inside it
 STEP_FLUSH = 25  # per-step metrics reach the warehouse in batches (a commit per step would dominate)
@@ -29,6 +29,44 @@ def resolve_dataset_task(home: str, spec: str) -> dict:
     if not row["shards_uri"]:
         raise ValueError(f"dataset {row['name']}@{row['version']} has no samples to train on")
     return {**row, "shards": wh.resolve(row["shards_uri"]), "manifest": wh.resolve(row["manifest_uri"])}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def recipe_task(home: str, objective: str, dataset_id: str, options: dict) -> dict:
+    """The training recipe of these options on this dataset version (paths as the warehouse stores them),
+    with its key."""
+    from mmpipe.train.recipes import recipe, recipe_key
+
+    stored = {k: stored_path(home, v) if k in _PATH_KEYS and isinstance(v, str) else v for k, v in options.items()}
+    found = recipe(objective, dataset_id, stored)
+    return {"recipe": found, "recipe_key": recipe_key(found)}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def reusable_model(home: str, objective: str, dataset_id: str, key: str) -> dict | None:
+    """A model already trained with exactly this recipe on this version: its id, checkpoint and recipe."""
+    wh = Warehouse(home)
+    row = model_by_recipe(wh, objective, dataset_id, key)
+    if row is None:
+        return None
+    recipe = json.loads(row["config"])["recipe"]
+    return {"model_id": row["model_id"], "checkpoint": wh.resolve(row["checkpoint_uri"]), "recipe": recipe,
+            "samples_seen": recipe["samples_seen"],
+            "step": recipe["samples_seen"] // (recipe["batch_size"] * recipe.get("grad_accum", 1))}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def stored_evaluation(home: str, model_id: str, objective: str, eval_dataset: str | None) -> dict | None:
+    """A model's stored evaluation on the validation split (or on `eval_dataset`), as evaluate_task
+    returns it; None when it was not evaluated there."""
+    wh = Warehouse(home)
+    split = "val"
+    if eval_dataset:
+        row = resolve_dataset(wh, eval_dataset)
+        split = f"{row['name']}@{row['version']}"
+    metrics = model_metrics(wh, model_id, split)
+    return {"model_id": model_id, "objective": objective, "split": split, "metrics": metrics, "grid": None} \
+        if metrics else None
 
 
 def model_id_for(run_id: str, objective: str) -> str:

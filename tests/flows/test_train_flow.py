@@ -78,7 +78,8 @@ def test_a_crashed_training_run_resumes_to_the_same_losses(curated, monkeypatch)
     wh = Warehouse(curated)
     assert wh.sql("SELECT status FROM runs WHERE run_id = ?", [resumed["run_id"]]).column("status").to_pylist() == \
         ["completed"]
-    uninterrupted = train_contrastive_flow("shapes", home=str(curated), **opts)  # a finished run is not reopened
+    # a finished run is not reopened, and reuse=False trains the same recipe again instead of reusing the model
+    uninterrupted = train_contrastive_flow("shapes", home=str(curated), reuse=False, **opts)
     assert uninterrupted["run_id"] != resumed["run_id"]
 
     def losses(model_id):
