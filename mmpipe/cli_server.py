@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,43 +54,106 @@ def healthy(url: str) -> bool:
         return False
 
 
+class ServerUnavailable(ConnectionError):
+    """The command's private Prefect API server did not come up."""
+
+
+def _migrated_marker(prefect_home: Path) -> Path | None:
+    """The file that says this home's Prefect database is migrated for this Prefect version (None when
+    the database is not the default SQLite file under PREFECT_HOME: nothing is skipped then)."""
+    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL"):
+        return None
+    from importlib.metadata import version
+
+    return prefect_home / f".mmpipe-db-ready-{version('prefect')}"
+
+
 def private_server(timeout_s: float = 120.0) -> str:
     """Start a temporary Prefect API for this command (as Prefect's ephemeral mode does, but bound to
-    our lifetime) and return its URL. Its database lives in PREFECT_HOME (under the mmpipe home)."""
-    port = _free_port()
+    our lifetime) and return its URL. Its database lives in PREFECT_HOME (under the mmpipe home).
+
+    The first start in a home creates and migrates the database and registers Prefect's block types;
+    later starts skip both (PREFECT_API_DATABASE_MIGRATE_ON_START and ..._BLOCKS_REGISTER_ON_START are
+    set false unless the environment sets them), and so need no lock: commands started together in a
+    ready home start their servers side by side. A server that exits while the command runs ends the
+    command with one line (see `_watch`)."""
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     env.pop("PREFECT_API_URL", None)
     from importlib.util import find_spec
 
     app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
-    # Commands started together share PREFECT_HOME's database; a server migrates it as it starts, so
-    # starts are taken one at a time (two migrations at once fail), each until its server answers.
     prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
     prefect_home.mkdir(parents=True, exist_ok=True)
+    marker = _migrated_marker(prefect_home)
+    if marker is not None and marker.is_file() and (prefect_home / "prefect.db").is_file():
+        env.setdefault("PREFECT_API_DATABASE_MIGRATE_ON_START", "false")
+        env.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
+        return _start(app_dir, env, timeout_s)
+    # A server migrates the shared database as it starts, so such starts are taken one at a time (two
+    # migrations at once fail), each until its server answers.
     with open(prefect_home / ".mmpipe-server-start.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start(app_dir, port, env, timeout_s)
+        url = _start(app_dir, env, timeout_s)
+        if marker is not None:
+            marker.touch()
+        return url
 
 
-def _start(app_dir: Path, port: int, env: dict, timeout_s: float) -> str:
+def _start(app_dir: Path, env: dict, timeout_s: float) -> str:
+    port = _free_port()
+    log = tempfile.TemporaryFile()  # not a pipe: a server that logs much would block on a full one
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
                              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "error", "--lifespan", "on"],
                             env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=log)
     atexit.register(_stop, proc)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout_s
     while not healthy(url):
         if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect API server exited: {proc.stderr.read().decode()[-500:]}")
+            raise ServerUnavailable(f"the private Prefect API server exited at start (code {proc.returncode}): "
+                                    f"{_tail(log)}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the Prefect API server did not answer within {timeout_s:.0f} s")
+            _stop(proc)
+            raise ServerUnavailable(f"the private Prefect API server did not answer within {timeout_s:.0f} s "
+                                    "(a busy machine?): run again, or start `mmpipe server` and set PREFECT_API_URL")
         time.sleep(0.2)
+    threading.Thread(target=_watch, args=(proc, log), name="mmpipe-server-watch", daemon=True).start()
     return url
 
 
+def _tail(log) -> str:
+    log.seek(0)
+    lines = [ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[-300:] if lines else "no output"
+
+
+_stopping = threading.Event()
+
+
+def _watch(proc: subprocess.Popen, log) -> None:
+    """If the server exits before the command does, the command cannot go on (its flow runs report to
+    it): say so in one line, end our other child processes and exit; a rerun resumes the run."""
+    code = proc.wait()
+    if _stopping.is_set():
+        return
+    from mmpipe.cli_common import _children
+
+    sys.stdout.flush()
+    sys.stderr.write(f"error: the private Prefect API server (pid {proc.pid}) exited (code {code}) while the "
+                     f"command ran: run the same command again to resume the run\n")
+    sys.stderr.flush()
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    os._exit(1)
+
+
 def _stop(proc: subprocess.Popen) -> None:
+    _stopping.set()
     if proc.poll() is None:
         proc.terminate()
         try:
