@@ -136,7 +136,8 @@ def _watch(proc: subprocess.Popen, log) -> None:
     """If the server exits before the command does, the command cannot go on (its flow runs report to
     it): say so in one line, end our other child processes and exit; a rerun resumes the run."""
     code = proc.wait()
-    if _stopping.is_set():
+    # A command that is ending anyway (Ctrl-C or SIGTERM stop its children, then it exits) goes first.
+    if _stopping.wait(1.0):
         return
     from mmpipe.cli_common import _children
 

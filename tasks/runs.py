@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 import mmpipe
 from mmpipe.lease import Heartbeat, describe, is_dead, lease_key, owner_id  # noqa: F401 (lease_key: tests)
 from warehouse import Warehouse, leases
+from warehouse.dataset_queries import run_tallies
 from warehouse.queries import resumable_run, run_warnings
 
 COMPLETED = "completed"
@@ -53,6 +54,13 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
     wh.record_run(run_id, flow, "running", params=params, flow_run_id=str(flow_run.id or ""),
                   code_version=code_version(), warnings=run_warnings(wh, run_id) or [])
     return run_id
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def run_tallies_task(home: str, run_id: str) -> dict[str, int]:
+    """What a run added over all its attempts: {new_samples, n_scored} (a resumed run's shard tasks
+    skip what an earlier attempt finished, and count nothing for it)."""
+    return run_tallies(Warehouse(home), run_id)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

@@ -123,3 +123,10 @@ def model_recipes(wh: Warehouse, model_ids: list[str]) -> dict[str, dict]:
     rows = wh.sql("SELECT model_id, json_extract(config, '$.recipe') AS recipe FROM models "
                   "WHERE list_contains(?, model_id)", [model_ids]).to_pylist()
     return {r["model_id"]: json.loads(r["recipe"]) if r["recipe"] else {} for r in rows}
+
+
+def run_tallies(wh: Warehouse, run_id: str) -> dict[str, int]:
+    """What a run added over all its attempts (a resumed run skips the shards an earlier attempt
+    finished, so their counts are read back here): samples it met first, CLIP scores it computed."""
+    return wh.sql("SELECT (SELECT count(*) FROM samples WHERE first_run_id = ?) AS new_samples, "
+                  "(SELECT count(*) FROM clip_scores WHERE run_id = ?) AS n_scored", [run_id, run_id]).to_pylist()[0]
