@@ -1,10 +1,12 @@
-"""How long a flow command's private Prefect API server takes to answer, cold (a new PREFECT_HOME: its
-database is created and migrated) and warm (a home an earlier command used), best of N each.
+"""How long a flow command takes until it can run a flow (its private Prefect API server answers, Prefect
+and the warehouse are imported), cold (a new home: the Prefect database is created and migrated) and
+warm (a home an earlier command used), best of N each.
 
     PYTHONPATH=$PWD .venv/bin/python bench/server_start.py [--repeat 3] [--variant baseline|ours]
 
-`baseline` starts the server as mmpipe did before (the migration check and block registration at every
-start, forced through Prefect's settings); `ours` with mmpipe's current settings. Both run in one
+`baseline` does what mmpipe did before: start the server (the migration check and block registration at
+every start), wait for it, then import; `ours` is `start_flows` now: the server starts while the
+command imports, and a ready home skips the migration check and block registration. Both run in one
 session, interleaved per repeat, as the machine's load changes.
 """
 
@@ -17,17 +19,39 @@ import time
 from pathlib import Path
 
 
+_BASELINE = """
+import os, sys, time
+t = time.perf_counter()
+from mmpipe.home import configure_prefect
+configure_prefect(sys.argv[1])
+from mmpipe.cli_server import private_server
+os.environ["PREFECT_API_URL"] = private_server()  # as before: wait for the server, then import
+import flows
+from flows.runners import short_lived_api
+from tasks.runs import CANCEL_HOOKS
+print(time.perf_counter() - t)
+"""
+_OURS = """
+import sys, time
+t = time.perf_counter()
+from mmpipe.cli_common import start_flows
+start_flows(sys.argv[1])
+print(time.perf_counter() - t)
+"""
+
+
 def _once(prefect_home: Path, variant: str) -> float:
+    """Seconds from a command's start until it can run a flow: its private server answers and Prefect,
+    the flows package and the warehouse are imported."""
     import subprocess
     import sys
 
-    code = ("import time; from mmpipe.cli_server import private_server; t = time.perf_counter(); "
-            "private_server(); print(time.perf_counter() - t)")
-    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home / "prefect")}
     env.pop("PREFECT_API_URL", None)
     if variant == "baseline":  # what every start did before: check the migrations, consider block registration
         env.update({"PREFECT_API_DATABASE_MIGRATE_ON_START": "true", "PREFECT_API_BLOCKS_REGISTER_ON_START": "true"})
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _BASELINE if variant == "baseline" else _OURS, str(prefect_home)],
+                         env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 

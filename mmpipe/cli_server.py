@@ -68,59 +68,97 @@ def _migrated_marker(prefect_home: Path) -> Path | None:
     return prefect_home / f".mmpipe-db-ready-{version('prefect')}"
 
 
-def private_server(timeout_s: float = 120.0) -> str:
-    """Start a temporary Prefect API for this command (as Prefect's ephemeral mode does, but bound to
-    our lifetime) and return its URL. Its database lives in PREFECT_HOME (under the mmpipe home).
-
-    The first start in a home creates and migrates the database and registers Prefect's block types;
-    later starts skip both (PREFECT_API_DATABASE_MIGRATE_ON_START and ..._BLOCKS_REGISTER_ON_START are
-    set false unless the environment sets them), and so need no lock: commands started together in a
-    ready home start their servers side by side. A server that exits while the command runs ends the
-    command with one line (see `_watch`)."""
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-    env.pop("PREFECT_API_URL", None)
-    from importlib.util import find_spec
-
-    app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
-    prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    marker = _migrated_marker(prefect_home)
-    if marker is not None and marker.is_file() and (prefect_home / "prefect.db").is_file():
-        env.setdefault("PREFECT_API_DATABASE_MIGRATE_ON_START", "false")
-        env.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
-        return _start(app_dir, env, timeout_s)
-    # A server migrates the shared database as it starts, so such starts are taken one at a time (two
-    # migrations at once fail), each until its server answers.
-    with open(prefect_home / ".mmpipe-server-start.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        url = _start(app_dir, env, timeout_s)
-        if marker is not None:
-            marker.touch()
-        return url
+def private_server(timeout_s: float = 900.0) -> str:
+    """Start a temporary Prefect API for this command and wait until it answers; returns its URL
+    (`start_private_server` then `.wait()`)."""
+    server = start_private_server(timeout_s)
+    server.wait()
+    return server.url
 
 
-def _start(app_dir: Path, env: dict, timeout_s: float) -> str:
-    port = _free_port()
-    log = tempfile.TemporaryFile()  # not a pipe: a server that logs much would block on a full one
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
-                             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                            env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
-                            stderr=log)
-    atexit.register(_stop, proc)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + timeout_s
-    while not healthy(url):
-        if proc.poll() is not None:
-            raise ServerUnavailable(f"the private Prefect API server exited at start (code {proc.returncode}): "
-                                    f"{_tail(log)}")
-        if time.monotonic() > deadline:
-            _stop(proc)
-            raise ServerUnavailable(f"the private Prefect API server did not answer within {timeout_s:.0f} s "
-                                    "(a busy machine?): run again, or start `mmpipe server` and set PREFECT_API_URL")
-        time.sleep(0.2)
-    threading.Thread(target=_watch, args=(proc, log), name="mmpipe-server-watch", daemon=True).start()
-    return url
+class PrivateServer:
+    """A command's private Prefect API (as Prefect's ephemeral mode, but bound to our lifetime), its
+    database in PREFECT_HOME (under the mmpipe home). Its URL is known at once, so the command can do
+    its own imports while the server starts, and `wait()` only then.
+
+    The first start in a home creates and migrates the database and registers Prefect's block types,
+    one start at a time (two migrations at once fail); later starts skip both
+    (PREFECT_API_DATABASE_MIGRATE_ON_START and ..._BLOCKS_REGISTER_ON_START are set false unless the
+    environment sets them) and need no lock, so commands started together start side by side. A server
+    that exits while the command runs ends the command with one line (see `_watch`)."""
+
+    def __init__(self, timeout_s: float = 900.0):
+        """Spawn the server (returns before it answers)."""
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        from importlib.util import find_spec
+
+        app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
+        prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        marker = _migrated_marker(prefect_home)
+        self.marker, self.lock = None, None
+        if marker is not None and marker.is_file() and (prefect_home / "prefect.db").is_file():
+            env.setdefault("PREFECT_API_DATABASE_MIGRATE_ON_START", "false")
+            env.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
+        else:  # held until this server answers: it migrates the database the others share
+            self.marker, self.lock = marker, open(prefect_home / ".mmpipe-server-start.lock", "a")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+        port = _free_port()
+        self.url, self.timeout_s, self.started = f"http://127.0.0.1:{port}/api", timeout_s, time.monotonic()
+        self.log = tempfile.TemporaryFile()  # not a pipe: a server that logs much would block on a full one
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
+                                      "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                                      "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                                     env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
+        atexit.register(_stop, self.proc)
+
+    def wait(self) -> None:
+        """Until the server answers (then it is watched). ServerUnavailable at once if it exits, after
+        STALL_S if it stops making progress (no CPU time used: hung), after timeout_s in any case. A
+        server that is only slow (a busy machine) is waited for: it is working."""
+        deadline = self.started + self.timeout_s
+        progress, last_progress = _cpu_ticks(self.proc.pid), time.monotonic()
+        try:
+            while not healthy(self.url):
+                if self.proc.poll() is not None:
+                    raise ServerUnavailable(f"the private Prefect API server exited at start (code "
+                                            f"{self.proc.returncode}): {_tail(self.log)}")
+                now, ticks = time.monotonic(), _cpu_ticks(self.proc.pid)
+                if ticks != progress:
+                    progress, last_progress = ticks, now
+                if now > deadline or now - last_progress > STALL_S:
+                    _stop(self.proc)
+                    why = f"within {self.timeout_s:.0f} s" if now > deadline else \
+                        f"and did no work for {STALL_S:.0f} s (hung)"
+                    raise ServerUnavailable(f"the private Prefect API server did not answer {why}: run again, or "
+                                            "start `mmpipe server` and set PREFECT_API_URL")
+                time.sleep(0.2)
+            if self.marker is not None:
+                self.marker.touch()
+        finally:
+            if self.lock is not None:
+                self.lock.close()  # releases the start lock
+                self.lock = None
+        threading.Thread(target=_watch, args=(self.proc, self.log), name="mmpipe-server-watch", daemon=True).start()
+
+
+STALL_S = 60.0
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """CPU time a process has used (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def start_private_server(timeout_s: float = 900.0) -> PrivateServer:
+    """Spawn the command's private Prefect API server; call `.wait()` before the first flow runs."""
+    return PrivateServer(timeout_s)
 
 
 def _tail(log) -> str:
