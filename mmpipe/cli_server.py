@@ -61,7 +61,7 @@ class ServerUnavailable(ConnectionError):
 def _migrated_marker(prefect_home: Path) -> Path | None:
     """The file that says this home's Prefect database is migrated for this Prefect version (None when
     the database is not the default SQLite file under PREFECT_HOME: nothing is skipped then)."""
-    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL"):
+    if any(os.environ.get(f"PREFECT_{k}_DATABASE_CONNECTION_URL") for k in ("API", "SERVER")):
         return None
     from importlib.metadata import version
 
