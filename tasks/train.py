@@ -47,7 +47,7 @@ def reusable_model(home: str, objective: str, dataset_id: str, key: str) -> dict
     """A model already trained with exactly this recipe on this version: its id, checkpoint and recipe."""
     wh = Warehouse(home)
     row = model_by_recipe(wh, objective, dataset_id, key)
-    if row is None:
+    if row is None or not Path(wh.resolve(row["checkpoint_uri"])).exists():  # a deleted checkpoint: train again
         return None
     recipe = json.loads(row["config"])["recipe"]
     return {"model_id": row["model_id"], "checkpoint": wh.resolve(row["checkpoint_uri"]), "recipe": recipe,
