@@ -23,7 +23,7 @@ from tasks.dataset import (announce_dataset, choose_version, count_kept, export_
                            plan_export, publish_dataset)
 from tasks.report import publish_outcomes
 from tasks.report_page import write_report_page
-from tasks.runs import tracked_run
+from tasks.runs import run_tallies_task, tracked_run
 
 
 @flow(name="curate", task_runner=task_runner(), flow_run_name=run_name("curate"))
@@ -69,24 +69,23 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
-        new_samples = settle_samples(home, run_id)
+        settle_samples(home, run_id)
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming), name)
-        n_scored = 0
         if scoring:
             skip = plan_scoring(home, run_id, clip_model, pretrained_key)
-            n_scored = sum(per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home,
-                                     skip=skip,
-                                     run_id=run_id, config=clip_config, pretrained=pretrained_key))
+            per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home, skip=skip,
+                      run_id=run_id, config=clip_config, pretrained=pretrained_key)
             clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
                             clip_model, pretrained_key)
         kept_now = count_kept(home, run_id)
         base = latest_version(home, name, run_id) if incremental else None
         if base and not kept_now:  # nothing new kept: the kept set is unchanged, so is the dataset
             counts = publish_outcomes(home, run_id, "curate", name)
+            tallies = run_tallies_task(home, run_id)  # every attempt's, not only this one's
             remove_staging(home, run_id)
             return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": 0,
-                    "new_samples": new_samples, "outcomes": counts,
-                    "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
+                    "new_samples": tallies["new_samples"], "outcomes": counts,
+                    "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": tallies["n_scored"],
                     "warnings": run.warnings, "dataset": None, "unchanged": base}
         version = choose_version(home, name, run_id)
         out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
@@ -105,9 +104,10 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
                                   plan=plan)
         announce_dataset(home, run_id, dataset, clip_key)
         counts = publish_outcomes(home, run_id, "curate", name)
+        tallies = run_tallies_task(home, run_id)  # every attempt's, not only this one's
         remove_staging(home, run_id)
     report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": new_samples, "outcomes": counts,
-            "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": n_scored,
+            "new_samples": tallies["new_samples"], "outcomes": counts,
+            "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": tallies["n_scored"],
             "warnings": run.warnings, "dataset": dataset, "report": report}

@@ -15,7 +15,7 @@ from mmpipe.sweep import Setting, choose
 from tasks.dataset import derive_dataset
 from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
-from tasks.sweep import candidates_task, eval_ids_task, finished_setting, publish_sweep, tag_best
+from tasks.sweep import RECIPE_COLUMNS, candidates_task, eval_ids_task, model_recipes_task, publish_sweep, tag_best
 from tasks.train import resolve_dataset_task
 
 
@@ -57,19 +57,21 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
                 spec = {"clip_model": model, "clip_pretrained": setting.pretrained, setting.rule: setting.value,
                         "parent": f"{name}-pool@{pool['version']}", "excluded": eval_name}
                 ds = derive_dataset(home, run.run_id, pool, setting.select(candidates), name, spec)
-                row = {"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
-                       "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"],
-                       "samples_seen": samples_seen}
-                done = finished_setting(home, ds["dataset_id"], objective, eval_name, metric)
-                if done is None:  # trained below; a resumed sweep retrains no finished setting
-                    pending[ds["dataset_id"]] = (f"train-{name}@{ds['version']}", train,
-                                                 {"dataset": f"{name}@{ds['version']}", **recipe})
-                rows.append((row, done))
+                rows.append({"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
+                             "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"]})
+                # The training flow reuses a model only when its whole recipe matches (a rerun or resumed
+                # sweep retrains nothing; another samples-seen, batch size, lr or seed trains anew).
+                pending[ds["dataset_id"]] = (f"train-{name}@{ds['version']}", train,
+                                             {"dataset": f"{name}@{ds['version']}", **recipe})
         # Settings train side by side on Dask workers (one GPU each where declared), in turn otherwise.
-        trained = flows_side_by_side(list(pending.values()), f"sweep {name}, {len(pending)} settings to train")
-        fresh = {dataset_id: {"model_id": t["model_id"], "metrics": t["evals"]["metrics"]}
-                 for dataset_id, t in zip(pending, trained)}
-        results = [{**row, **(done or fresh[row["dataset_id"]])} for row, done in rows]
+        trained = flows_side_by_side(list(pending.values()), f"sweep {name}, {len(pending)} settings")
+        models = {dataset_id: {"model_id": t["model_id"], "metrics": t["evals"]["metrics"], "reused": t["reused"]}
+                  for dataset_id, t in zip(pending, trained)}
+        # Each row shows its model's own recipe, as the models table stores it.
+        stored = model_recipes_task(home, [m["model_id"] for m in models.values()])
+        results = [{**row, **models[row["dataset_id"]],
+                    **{k: stored[models[row["dataset_id"]]["model_id"]].get(k) for k in RECIPE_COLUMNS}}
+                   for row in rows]
         best, reason = choose(results, metric, eval_split["n_samples"])
         tag_best(home, name, best["version"], reason, run.run_id)
         plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)

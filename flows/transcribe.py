@@ -20,7 +20,7 @@ from tasks.curate import dedup_run, plan_source, remove_staging
 from tasks.dataset import announce_dataset, choose_version, publish_dataset
 from tasks.report import publish_outcomes, publish_wer_summary
 from tasks.report_page import write_report_page
-from tasks.runs import tracked_run
+from tasks.runs import run_tallies_task, tracked_run
 
 
 @flow(name="transcribe", task_runner=task_runner(), flow_run_name=run_name("transcribe"))
@@ -59,7 +59,7 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
                 run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
                          "samples after the break were not read", shard=shard.path)
         staged = [str(staged_audio_path(home, run_id, s.index)) for s in shards]
-        new_samples = settle_samples(home, run_id)
+        settle_samples(home, run_id)
         dedup_run(home, run_id, staged, DedupConfig(exact=True, hamming=None))
         results = per_shard(transcribe_staged_shard, f"Transcribing, run {run_id}",
                             {"index": [s.index for s in shards], "staged": staged,
@@ -74,10 +74,11 @@ def transcribe_flow(source: str, name: str, home: str | None = None, kind: str |
         announce_dataset(home, run_id, dataset)
         wer = publish_wer_summary(home, run_id, name, key)
         counts = publish_outcomes(home, run_id, "transcribe", name)
+        tallies = run_tallies_task(home, run_id)  # every attempt's, not only this one's
         remove_staging(home, run_id)
     report = write_report_page(home, f"{name}@{version}")
     return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": new_samples, "outcomes": counts,
+            "new_samples": tallies["new_samples"], "outcomes": counts,
             "transcribed": sum(r["transcribed"] for r in results),
             "audio_s": sum(r["audio_s"] for r in results), "wer": wer, "dataset": dataset, "warnings": run.warnings,
             "report": report, **resolved}

@@ -125,16 +125,21 @@ def start_flows(home: Optional[Path]) -> Path:
     configure_prefect(root)
     private = not os.environ.get("PREFECT_API_URL")
     if private:
-        from mmpipe.cli_server import private_server
+        from mmpipe.cli_server import start_private_server
 
-        # Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9.
-        os.environ["PREFECT_API_URL"] = private_server()
+        # Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9. It
+        # starts while this process imports Prefect and the warehouse (both take seconds).
+        server = start_private_server()
+        os.environ["PREFECT_API_URL"] = server.url
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
     from flows.runners import short_lived_api
 
     if private:  # for the rest of this command
         _COMMAND_SETTINGS.enter_context(short_lived_api())
     from tasks.runs import CANCEL_HOOKS
+
+    if private:
+        server.wait()
 
     CANCEL_HOOKS.append(_interrupted)
     if not OPTIONS["verbose"]:

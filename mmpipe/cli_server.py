@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,43 +54,145 @@ def healthy(url: str) -> bool:
         return False
 
 
-def private_server(timeout_s: float = 120.0) -> str:
-    """Start a temporary Prefect API for this command (as Prefect's ephemeral mode does, but bound to
-    our lifetime) and return its URL. Its database lives in PREFECT_HOME (under the mmpipe home)."""
-    port = _free_port()
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-    env.pop("PREFECT_API_URL", None)
-    from importlib.util import find_spec
-
-    app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
-    # Commands started together share PREFECT_HOME's database; a server migrates it as it starts, so
-    # starts are taken one at a time (two migrations at once fail), each until its server answers.
-    prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    with open(prefect_home / ".mmpipe-server-start.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start(app_dir, port, env, timeout_s)
+class ServerUnavailable(ConnectionError):
+    """The command's private Prefect API server did not come up."""
 
 
-def _start(app_dir: Path, port: int, env: dict, timeout_s: float) -> str:
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
-                             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                            env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    atexit.register(_stop, proc)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + timeout_s
-    while not healthy(url):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect API server exited: {proc.stderr.read().decode()[-500:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the Prefect API server did not answer within {timeout_s:.0f} s")
-        time.sleep(0.2)
-    return url
+def _migrated_marker(prefect_home: Path) -> Path | None:
+    """The file that says this home's Prefect database is migrated for this Prefect version (None when
+    the database is not the default SQLite file under PREFECT_HOME: nothing is skipped then)."""
+    if any(os.environ.get(f"PREFECT_{k}_DATABASE_CONNECTION_URL") for k in ("API", "SERVER")):
+        return None
+    from importlib.metadata import version
+
+    return prefect_home / f".mmpipe-db-ready-{version('prefect')}"
+
+
+def private_server(timeout_s: float = 900.0) -> str:
+    """Start a temporary Prefect API for this command and wait until it answers; returns its URL
+    (`start_private_server` then `.wait()`)."""
+    server = start_private_server(timeout_s)
+    server.wait()
+    return server.url
+
+
+class PrivateServer:
+    """A command's private Prefect API (as Prefect's ephemeral mode, but bound to our lifetime), its
+    database in PREFECT_HOME (under the mmpipe home). Its URL is known at once, so the command can do
+    its own imports while the server starts, and `wait()` only then.
+
+    The first start in a home creates and migrates the database and registers Prefect's block types,
+    one start at a time (two migrations at once fail); later starts skip both
+    (PREFECT_API_DATABASE_MIGRATE_ON_START and ..._BLOCKS_REGISTER_ON_START are set false unless the
+    environment sets them) and need no lock, so commands started together start side by side. A server
+    that exits while the command runs ends the command with one line (see `_watch`)."""
+
+    def __init__(self, timeout_s: float = 900.0):
+        """Spawn the server (returns before it answers)."""
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        from importlib.util import find_spec
+
+        app_dir = Path(find_spec("prefect").origin).parent.parent  # not imported here: settings come from env later
+        prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        marker = _migrated_marker(prefect_home)
+        self.marker, self.lock = None, None
+        if marker is not None and marker.is_file() and (prefect_home / "prefect.db").is_file():
+            env.setdefault("PREFECT_API_DATABASE_MIGRATE_ON_START", "false")
+            env.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
+        else:  # held until this server answers: it migrates the database the others share
+            self.marker, self.lock = marker, open(prefect_home / ".mmpipe-server-start.lock", "a")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+        port = _free_port()
+        self.url, self.timeout_s, self.started = f"http://127.0.0.1:{port}/api", timeout_s, time.monotonic()
+        self.log = tempfile.TemporaryFile()  # not a pipe: a server that logs much would block on a full one
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
+                                      "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                                      "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                                     env=env, preexec_fn=_dies_with(os.getpid()), stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
+        atexit.register(_stop, self.proc)
+
+    def wait(self) -> None:
+        """Until the server answers (then it is watched). ServerUnavailable at once if it exits, after
+        STALL_S if it stops making progress (no CPU time used: hung), after timeout_s in any case. A
+        server that is only slow (a busy machine) is waited for: it is working."""
+        deadline = self.started + self.timeout_s
+        progress, last_progress = _cpu_ticks(self.proc.pid), time.monotonic()
+        try:
+            while not healthy(self.url):
+                if self.proc.poll() is not None:
+                    raise ServerUnavailable(f"the private Prefect API server exited at start (code "
+                                            f"{self.proc.returncode}): {_tail(self.log)}")
+                now, ticks = time.monotonic(), _cpu_ticks(self.proc.pid)
+                if ticks != progress:
+                    progress, last_progress = ticks, now
+                if now > deadline or now - last_progress > STALL_S:
+                    _stop(self.proc)
+                    why = f"within {self.timeout_s:.0f} s" if now > deadline else \
+                        f"and did no work for {STALL_S:.0f} s (hung)"
+                    raise ServerUnavailable(f"the private Prefect API server did not answer {why}: run again, or "
+                                            "start `mmpipe server` and set PREFECT_API_URL")
+                time.sleep(0.2)
+            if self.marker is not None:
+                self.marker.touch()
+        finally:
+            if self.lock is not None:
+                self.lock.close()  # releases the start lock
+                self.lock = None
+        threading.Thread(target=_watch, args=(self.proc, self.log), name="mmpipe-server-watch", daemon=True).start()
+
+
+STALL_S = 60.0
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """CPU time a process has used (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def start_private_server(timeout_s: float = 900.0) -> PrivateServer:
+    """Spawn the command's private Prefect API server; call `.wait()` before the first flow runs."""
+    return PrivateServer(timeout_s)
+
+
+def _tail(log) -> str:
+    log.seek(0)
+    lines = [ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[-300:] if lines else "no output"
+
+
+_stopping = threading.Event()
+
+
+def _watch(proc: subprocess.Popen, log) -> None:
+    """If the server exits before the command does, the command cannot go on (its flow runs report to
+    it): say so in one line, end our other child processes and exit; a rerun resumes the run."""
+    code = proc.wait()
+    # A command that is ending anyway (Ctrl-C or SIGTERM stop its children, then it exits) goes first.
+    if _stopping.wait(1.0):
+        return
+    from mmpipe.cli_common import _children
+
+    sys.stdout.flush()
+    sys.stderr.write(f"error: the private Prefect API server (pid {proc.pid}) exited (code {code}) while the "
+                     f"command ran: run the same command again to resume the run\n")
+    sys.stderr.flush()
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    os._exit(1)
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    _stopping.set()
     if proc.poll() is None:
         proc.terminate()
         try:

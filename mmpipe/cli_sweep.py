@@ -78,9 +78,11 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
                             device=device)
     except LookupError as e:
         fail(str(e))
+    # each model's own recipe (from the models table), and whether this sweep trained it or found it
     rows = [{"setting": r["setting"], "filter_model": r["model"], "dataset": f"{name}@{r['version']}",
-             "samples": r["n_samples"], "samples_seen": r["samples_seen"], metric: round(r["metrics"][metric], 4),
-             "model_id": r["model_id"]} for r in result["results"]]
+             "samples": r["n_samples"], "samples_seen": r["samples_seen"], "batch_size": r["batch_size"], "lr": r["lr"],
+             "seed": r["seed"], metric: round(r["metrics"][metric], 4), "model_id": r["model_id"],
+             "trained": "reused" if r["reused"] else "now"} for r in result["results"]]
     import pyarrow as pa
 
     emit(pa.Table.from_pylist(rows), format, None)

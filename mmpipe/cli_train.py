@@ -21,10 +21,13 @@ Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker proce
 Evaluate = Annotated[bool, typer.Option(help="Evaluate when training ends.")]
 EvalSet = Annotated[Optional[str], typer.Option(help="Evaluate on this dataset's samples instead of the "
                                                      "validation split.")]
+Reuse = Annotated[bool, typer.Option(help="Return a model already trained on this version with the same whole "
+                                          "recipe instead of training (--no-reuse trains anyway).")]
 
 
 def _done(result: dict, home) -> None:
-    typer.echo(f"\n{result['objective']} model {result['model_id']} trained on {result['dataset']}: "
+    verb = "found (same recipe, trained before)" if result.get("reused") else "trained"
+    typer.echo(f"\n{result['objective']} model {result['model_id']} {verb} on {result['dataset']}: "
                f"{result['steps']} steps, {result['samples_seen']} samples seen -> {result['checkpoint']}")
     if result.get("evals"):
         print_models(warehouse(home), [result["model_id"]])
@@ -38,14 +41,15 @@ def contrastive(dataset: DatasetOpt, model: Annotated[str, typer.Option(help="op
                 siglip: Annotated[bool, typer.Option(help="SigLIP's sigmoid loss instead of CLIP's.")] = False,
                 steps: Steps = 300, samples: Samples = None, batch_size: int = 64, lr: float = 2e-3,
                 device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
-                home: HomeOpt = None) -> None:
+                reuse: Reuse = True, home: HomeOpt = None) -> None:
     """Train a CLIP-style model (open_clip's ClipLoss, or SigLipLoss with --siglip)."""
     start_flows(home)
     from flows.train import train_contrastive_flow
 
     _done(train_contrastive_flow(dataset, home=str(home_of(home)), model_name=model, pretrained=pretrained,
                                  siglip=siglip, steps=steps, samples=samples, batch_size=batch_size, lr=lr,
-                                 device=device, num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset), home)
+                                 device=device, num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset,
+                                 reuse=reuse), home)
 
 
 @train_app.command("masked")
@@ -53,7 +57,7 @@ def contrastive(dataset: DatasetOpt, model: Annotated[str, typer.Option(help="op
 def masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 64, lr: float = 2e-3,
            image_mask_ratio: float = 0.75, text_mask_ratio: float = 0.3, text_loss_weight: float = 0.5,
            device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
-           home: HomeOpt = None) -> None:
+           reuse: Reuse = True, home: HomeOpt = None) -> None:
     """Train an M3AE-style masked multimodal autoencoder (image patches + caption tokens)."""
     start_flows(home)
     from flows.train import train_masked_flow
@@ -62,7 +66,7 @@ def masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, bat
              "text_loss_weight": text_loss_weight}
     _done(train_masked_flow(dataset, home=str(home_of(home)), model=model, steps=steps, samples=samples,
                             batch_size=batch_size, lr=lr, device=device, num_workers=workers, evaluate=evaluate,
-                            eval_dataset=eval_dataset), home)
+                            eval_dataset=eval_dataset, reuse=reuse), home)
 
 
 @train_app.command("diffusion")
@@ -73,14 +77,14 @@ def diffusion(dataset: DatasetOpt,
               clip_pretrained: Annotated[Optional[str], typer.Option(help="Its checkpoint or tag.")] = None,
               steps: Steps = 300, samples: Samples = None, batch_size: int = 32, lr: float = 2e-3,
               device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
-              home: HomeOpt = None) -> None:
+              reuse: Reuse = True, home: HomeOpt = None) -> None:
     """Train a text-conditioned pixel diffusion model (diffusers UNet2DConditionModel, DDPM)."""
     start_flows(home)
     from flows.train import train_diffusion_flow
 
     _done(train_diffusion_flow(dataset, home=str(home_of(home)), clip_model=clip_model, clip_pretrained=clip_pretrained,
                                steps=steps, samples=samples, batch_size=batch_size, lr=lr, device=device,
-                               num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset), home)
+                               num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
 
 
 @guarded

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,12 +13,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from prefect import get_run_logger, task
+from prefect.logging import get_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 import mmpipe
-from warehouse import Warehouse
+from mmpipe.lease import Heartbeat, describe, is_dead, lease_key, owner_id  # noqa: F401 (lease_key: tests)
+from warehouse import Warehouse, leases
+from warehouse.dataset_queries import run_tallies
 from warehouse.queries import resumable_run, run_warnings
 
 COMPLETED = "completed"
@@ -52,9 +57,16 @@ def start_run(home: str, flow: str, params: dict, resume: bool = True) -> str:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def run_tallies_task(home: str, run_id: str) -> dict[str, int]:
+    """What a run added over all its attempts: {new_samples, n_scored} (a resumed run's shard tasks
+    skip what an earlier attempt finished, and count nothing for it)."""
+    return run_tallies(Warehouse(home), run_id)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def record_warnings(home: str, run_id: str, flow: str, warnings: list) -> None:
     """Store a running run's warnings as they happen, so a crash after them does not lose them."""
-    Warehouse(home).record_run(run_id, flow, "running", warnings=warnings)
+    Warehouse(home).record_run(run_id, flow, None, warnings=warnings)  # None: a late retry reopens nothing
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -87,11 +99,85 @@ class Run:
             record_warnings(self.home, self.run_id, self.flow, self.warnings)
 
 
+LEASE_TTL_S = float(os.environ.get("MMPIPE_LEASE_TTL_S", "300"))  # renewed every quarter of it
+_LEASE_POLL_S = 2.0
+
+
+class RunInProgress(BlockingIOError):
+    """An identical command holds the run's lease (it is running)."""
+
+
+@dataclass
+class Lease:
+    """A held run lease and the heartbeat renewing it."""
+
+    home: str
+    key: str
+    owner: str
+    heartbeat: Heartbeat | None = None
+
+    def bind(self, run_id: str) -> None:
+        """Name the run the lease guards (shown to a command that finds it held)."""
+        leases.renew(Warehouse(self.home), self.key, self.owner, LEASE_TTL_S, run_id)
+
+    def release(self) -> None:
+        """Stop renewing and give the lease up (idempotent)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+            leases.release(Warehouse(self.home), self.key, self.owner)
+
+
+def _wait_bound() -> float:
+    """How long a command waits for an identical live run: MMPIPE_RUN_WAIT_S (default 0: it says so
+    and stops at once)."""
+    return float(os.environ.get("MMPIPE_RUN_WAIT_S", "0") or 0)
+
+
+def hold_lease(home: str, flow: str, params: dict, wait_s: float | None = None) -> Lease:
+    """Take the command's lease, waiting up to `wait_s` for an identical live run to end; a holder
+    that is dead (a process of this host that is gone) or silent past its lease is taken over."""
+    wh, key, owner = Warehouse(home), lease_key(flow, params), owner_id()
+    deadline = time.monotonic() + (_wait_bound() if wait_s is None else wait_s)
+    dead = None
+    while True:
+        held = leases.claim(wh, key, owner, flow, LEASE_TTL_S, replace=dead)
+        if held is None:
+            break
+        if is_dead(held["owner"]):
+            dead = held["owner"]
+            continue
+        if time.monotonic() >= deadline:
+            raise RunInProgress(f"an identical {flow} run is in progress ({held['run_id'] or 'starting'}, "
+                                f"{describe(held['owner'])}): wait for it to end, or set MMPIPE_RUN_WAIT_S "
+                                "to wait for it")
+        time.sleep(min(_LEASE_POLL_S, max(0.0, deadline - time.monotonic())))
+    logger = get_logger("mmpipe.lease")
+    lease = Lease(home, key, owner)
+    lease.heartbeat = Heartbeat(lambda: leases.renew(wh, key, owner, LEASE_TTL_S), LEASE_TTL_S / 4,
+                                lambda e: logger.warning("could not renew the run lease: %s", e))
+    return lease
+
+
 @contextmanager
 def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iterator[Run]:
-    """Open (or resume) a row of `runs`; close it completed (with warnings, if any), cancelled on
-    Ctrl-C or SIGTERM, or failed if the body raises."""
+    """Hold the command's lease (one live run per command: an identical command waits or stops), then
+    open (or resume, when its holder is gone) a row of `runs`; close it completed (with warnings, if
+    any), cancelled on Ctrl-C or SIGTERM, or failed if the body raises."""
+    lease = hold_lease(home, flow, params)
+    CANCEL_HOOKS.insert(0, lease.release)  # a cancelled command exits in a hook, before any finally
+    try:
+        with _open_run(home, flow, params, resume, lease) as run:
+            yield run
+    finally:
+        CANCEL_HOOKS.remove(lease.release)
+        lease.release()
+
+
+@contextmanager
+def _open_run(home: str, flow: str, params: dict, resume: bool, lease: Lease) -> Iterator[Run]:
     run_id = start_run(home, flow, params, resume)
+    lease.bind(run_id)
     run = Run(run_id, home, flow, run_warnings(Warehouse(home), run_id))
     try:
         yield run

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mmpipe.sweep import plot
 from warehouse import Warehouse, utcnow
-from warehouse.dataset_queries import latest_model, model_metrics
+from warehouse.dataset_queries import model_recipes
 from warehouse.queries import clip_scores_of
 
 
@@ -35,15 +35,13 @@ def eval_ids_task(manifest: str) -> set[str]:
     return set(pq.read_table(manifest, columns=["sample_id"]).column("sample_id").to_pylist())
 
 
-@task(cache_policy=NO_CACHE)
-def finished_setting(home: str, dataset_id: str, objective: str, eval_split: str, metric: str) -> dict | None:
-    """A model already trained and evaluated on this version (a resumed sweep does not retrain it)."""
-    wh = Warehouse(home)
-    model = latest_model(wh, objective, dataset_id)
-    if model is None:
-        return None
-    metrics = model_metrics(wh, model["model_id"], eval_split)
-    return {"model_id": model["model_id"], "metrics": metrics} if metric in metrics else None
+RECIPE_COLUMNS = ("samples_seen", "batch_size", "lr", "seed")  # what a sweep's table shows of each model's recipe
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def model_recipes_task(home: str, model_ids: list[str]) -> dict[str, dict]:
+    """model_id -> the recipe the `models` table stores for it."""
+    return model_recipes(Warehouse(home), model_ids)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -62,7 +60,8 @@ def publish_sweep(home: str, run_id: str, name: str, results: list[dict], metric
                 chance=results[0]["metrics"].get(metric.replace("mean_", "chance_")) if results else None,
                 chosen=best["version"])
     create_table_artifact([{"setting": r["setting"], "filter model": r["model"], "dataset": f"{name}@{r['version']}",
-                            "samples": r["n_samples"], metric: round(r["metrics"][metric], 4)} for r in results],
+                            "samples": r["n_samples"], "samples seen": r["samples_seen"],
+                            metric: round(r["metrics"][metric], 4)} for r in results],
                           key=f"sweep-{name}".lower().replace("_", "-"), description=f"sweep {run_id}")
     create_markdown_artifact(f"# Sweep `{name}`\n\nChosen: **{best['setting']}** (`{name}@{best['version']}`, "
                              f"tagged `{name}@best`): {reason}.\n\n![plot]({path.as_uri()})\n",

@@ -15,7 +15,7 @@ from prefect.events import emit_event
 from mmpipe.home import stored_path
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
-from warehouse.dataset_queries import dataset_by_id, model_row, resolve_dataset
+from warehouse.dataset_queries import dataset_by_id, model_by_recipe, model_metrics, model_row, resolve_dataset
 
 _PATH_KEYS = ("pretrained", "clip_pretrained", "out_dir")  # stored relative to the home when inside it
 STEP_FLUSH = 25  # per-step metrics reach the warehouse in batches (a commit per step would dominate)
@@ -29,6 +29,44 @@ def resolve_dataset_task(home: str, spec: str) -> dict:
     if not row["shards_uri"]:
         raise ValueError(f"dataset {row['name']}@{row['version']} has no samples to train on")
     return {**row, "shards": wh.resolve(row["shards_uri"]), "manifest": wh.resolve(row["manifest_uri"])}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def recipe_task(home: str, objective: str, dataset_id: str, options: dict) -> dict:
+    """The training recipe of these options on this dataset version (paths as the warehouse stores them),
+    with its key."""
+    from mmpipe.train.recipes import recipe, recipe_key
+
+    stored = {k: stored_path(home, v) if k in _PATH_KEYS and isinstance(v, str) else v for k, v in options.items()}
+    found = recipe(objective, dataset_id, stored)
+    return {"recipe": found, "recipe_key": recipe_key(found)}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def reusable_model(home: str, objective: str, dataset_id: str, key: str) -> dict | None:
+    """A model already trained with exactly this recipe on this version: its id, checkpoint and recipe."""
+    wh = Warehouse(home)
+    row = model_by_recipe(wh, objective, dataset_id, key)
+    if row is None or not Path(wh.resolve(row["checkpoint_uri"])).exists():  # a deleted checkpoint: train again
+        return None
+    recipe = json.loads(row["config"])["recipe"]
+    return {"model_id": row["model_id"], "checkpoint": wh.resolve(row["checkpoint_uri"]), "recipe": recipe,
+            "samples_seen": recipe["samples_seen"],
+            "step": recipe["samples_seen"] // (recipe["batch_size"] * recipe.get("grad_accum", 1))}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def stored_evaluation(home: str, model_id: str, objective: str, eval_dataset: str | None) -> dict | None:
+    """A model's stored evaluation on the validation split (or on `eval_dataset`), as evaluate_task
+    returns it; None when it was not evaluated there."""
+    wh = Warehouse(home)
+    split = "val"
+    if eval_dataset:
+        row = resolve_dataset(wh, eval_dataset)
+        split = f"{row['name']}@{row['version']}"
+    metrics = model_metrics(wh, model_id, split)
+    return {"model_id": model_id, "objective": objective, "split": split, "metrics": metrics, "grid": None} \
+        if metrics else None
 
 
 def model_id_for(run_id: str, objective: str) -> str:
@@ -63,26 +101,32 @@ def announce_model(model_id: str, objective: str, dataset: str, checkpoint: str,
 class StepRecorder:
     """Per-step metrics to the warehouse (batched), a Prefect progress artifact and the run log."""
 
-    def __init__(self, home: str, model_id: str, run_id: str, total_steps: int, label: str, checkpoint_every: int):
-        """Rows are written every STEP_FLUSH steps and at every checkpoint: steps after the last
-        checkpoint are lost in a crash and recomputed on resume, so the history ends up complete."""
+    def __init__(self, home: str, model_id: str, run_id: str, total_steps: int, label: str):
+        """Rows are written every STEP_FLUSH steps and before every checkpoint (the loop calls flush), so
+        a checkpoint never holds steps the warehouse lacks. A resumed run first deletes the rows from the
+        step it resumes at on (an earlier attempt may have written them after that checkpoint) and
+        records them again: every step's losses exactly once, from the run the weights continue."""
         self.wh, self.model_id, self.run_id, self.total = Warehouse(home), model_id, run_id, total_steps
-        self.checkpoint_every = checkpoint_every
         self.rows: list[dict] = []
+        self.first = True
         self.progress = create_progress_artifact(0.0, description=f"{label}, run {run_id}")
         self.logger = get_run_logger()
 
     def __call__(self, step: int, metrics: dict) -> None:
+        if self.first:
+            self.first = False
+            self.wh.forget_train_steps(self.model_id, step)
         seen = int(metrics.get("samples_seen", 0))
         self.rows += [{"model_id": self.model_id, "step": step, "samples_seen": seen, "metric": k, "value": float(v),
                        "run_id": self.run_id} for k, v in metrics.items() if isinstance(v, (int, float))]
-        if step % STEP_FLUSH == 0 or step % self.checkpoint_every == 0 or step >= self.total:
+        if step % STEP_FLUSH == 0 or step >= self.total:
             self.flush()
             update_progress_artifact(self.progress, 100.0 * step / max(1, self.total))
             losses = {k: round(float(v), 4) for k, v in metrics.items() if k.endswith("_loss")}
             self.logger.info("step %d/%d %s", step, self.total, losses)
 
     def flush(self) -> None:
+        """Write the buffered rows (the loop calls this before every checkpoint)."""
         if self.rows:
             self.wh.write("train_steps", pa.Table.from_pylist(self.rows), self.run_id)
             self.rows = []
@@ -99,7 +143,7 @@ def train_task(home: str, run_id: str, model_id: str, objective: str, shards: st
     train_opts = {k: v for k, v in options.items() if k in known}
     config = TrainConfig(**train_opts)
     total = config.total_steps()
-    recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}", config.checkpoint_every)
+    recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}")
     extra = {k: v for k, v in options.items() if k not in known}
     fn = {"contrastive": recipes.train_contrastive, "masked": recipes.train_masked,
           "diffusion": recipes.train_diffusion}[objective]

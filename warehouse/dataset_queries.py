@@ -3,6 +3,8 @@ version, lineage (derived versions), the newest model and its metrics."""
 
 from __future__ import annotations
 
+import json
+
 from warehouse.store import Warehouse
 
 
@@ -105,3 +107,26 @@ def model_metrics(wh: Warehouse, model_id: str, split: str) -> dict[str, float]:
     """metric -> value of a model's evaluation on `split`."""
     rows = wh.sql("SELECT metric, value FROM evals WHERE model_id = ? AND split = ?", [model_id, split]).to_pylist()
     return {r["metric"]: r["value"] for r in rows}
+
+
+def model_by_recipe(wh: Warehouse, objective: str, dataset_id: str, recipe_key: str) -> dict | None:
+    """The newest trained model of this objective on this dataset version whose recipe (config's
+    recipe_key) is `recipe_key`, or None."""
+    rows = wh.sql("SELECT * FROM models WHERE objective = ? AND dataset_id = ? AND status = 'trained' "
+                  "AND json_extract_string(config, '$.recipe_key') = ? ORDER BY created_at DESC LIMIT 1",
+                  [objective, dataset_id, recipe_key]).to_pylist()
+    return rows[0] if rows else None
+
+
+def model_recipes(wh: Warehouse, model_ids: list[str]) -> dict[str, dict]:
+    """model_id -> the recipe stored with the model (its config's `recipe`; {} for models without one)."""
+    rows = wh.sql("SELECT model_id, json_extract(config, '$.recipe') AS recipe FROM models "
+                  "WHERE list_contains(?, model_id)", [model_ids]).to_pylist()
+    return {r["model_id"]: json.loads(r["recipe"]) if r["recipe"] else {} for r in rows}
+
+
+def run_tallies(wh: Warehouse, run_id: str) -> dict[str, int]:
+    """What a run added over all its attempts (a resumed run skips the shards an earlier attempt
+    finished, so their counts are read back here): samples it met first, CLIP scores it computed."""
+    return wh.sql("SELECT (SELECT count(*) FROM samples WHERE first_run_id = ?) AS new_samples, "
+                  "(SELECT count(*) FROM clip_scores WHERE run_id = ?) AS n_scored", [run_id, run_id]).to_pylist()[0]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
+
+from warehouse.catalog import retrying, write_lock
 
 
 class Records:
@@ -27,25 +29,68 @@ class Records:
         """Record evaluation metrics (rows of `evals`)."""
         self.write("evals", pa.Table.from_pylist([_jsonable(r) for r in rows]), run_id)
 
-    def record_run(self, run_id: str, flow: str, status: str, params: dict | None = None,
+    def record_run(self, run_id: str, flow: str, status: str | None, params: dict | None = None,
                    flow_run_id: str | None = None, code_version: str | None = None,
                    started_at: datetime | None = None, warnings: list | None = None) -> None:
-        """Insert or update a row of `runs` (the newest status wins)."""
+        """Insert or update a row of `runs`: what is given replaces the stored value, the rest is kept
+        (status None keeps the stored status). Read and write are one transaction under the write
+        lock, so concurrent updates of one run cannot overwrite each other with stale fields."""
         now = utcnow()
-        prev = self.sql("SELECT started_at, params, flow_run_id, code_version, warnings FROM runs WHERE run_id = ?",
-                        [run_id]).to_pylist()
-        old = prev[0] if prev else {}
-        row = {
-            "run_id": run_id, "flow": flow, "status": status,
-            "flow_run_id": flow_run_id or old.get("flow_run_id"),
-            "params": json.dumps(params, sort_keys=True, default=str) if params is not None else old.get("params"),
-            "code_version": code_version or old.get("code_version"),
-            "started_at": started_at or old.get("started_at") or now,
-            "finished_at": now if status != "running" else None,
-            "warnings": json.dumps(warnings) if warnings is not None else old.get("warnings"),
-        }
-        self.write_many({"runs": _row_table(row)}, {"message": f"run {run_id} {status}", "run_id": run_id,
-                                                     "status": status})
+        given = {"flow_run_id": flow_run_id, "code_version": code_version,
+                 "params": json.dumps(params, sort_keys=True, default=str) if params is not None else None,
+                 "warnings": json.dumps(warnings) if warnings is not None else None}
+
+        def update(cur) -> None:
+            old = cur.execute("SELECT status, started_at, params, flow_run_id, code_version, warnings FROM runs "
+                              "WHERE run_id = ?", [run_id]).fetchall()
+            prev = dict(zip(("status", "started_at", "params", "flow_run_id", "code_version", "warnings"),
+                            old[0])) if old else {}
+            state = status or prev.get("status") or "running"
+            row = {"run_id": run_id, "flow": flow, "status": state,
+                   **{k: v if v is not None else prev.get(k) for k, v in given.items()},
+                   "started_at": started_at or prev.get("started_at") or now,
+                   "finished_at": now if state != "running" else None}
+            cols = list(row)
+            if old:
+                cur.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols[1:])} WHERE run_id = ?",
+                            [row[c] for c in cols[1:]] + [run_id])
+            else:
+                cur.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                            [row[c] for c in cols])
+            cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
+                        [f"run {run_id} {state}", json.dumps({"run_id": run_id, "status": state})])
+
+        self.locked_transaction(update)
+
+    def forget_train_steps(self, model_id: str, from_step: int) -> None:
+        """Delete a model's `train_steps` rows from `from_step` on: a resumed training run records
+        those steps again, from the checkpoint it resumed, exactly once."""
+        self.locked_transaction(lambda cur: cur.execute("DELETE FROM train_steps WHERE model_id = ? AND step >= ?",
+                                                        [model_id, from_step]))
+
+    def locked_transaction(self, body: Callable[[Any], None]) -> None:
+        """Run body(cursor) as one transaction under the warehouse's write lock (retried whole when it
+        loses a race): a read-modify-write no other writer can interleave with."""
+        if self.read_only:
+            raise PermissionError("this warehouse was opened read-only")
+
+        def attempt() -> None:
+            cur = self._cursor()
+            try:
+                cur.execute("BEGIN")
+                body(cur)
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the original error is the one to raise
+                    pass
+                raise
+            finally:
+                cur.close()
+
+        with write_lock(self.catalog):
+            retrying(attempt)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

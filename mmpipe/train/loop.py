@@ -1,5 +1,6 @@
 """One training loop for any objective: AdamW + cosine, grad accumulation, AMP on GPU,
-safetensors checkpoints, exact resume (weights, optimizer, RNG and data position), seeded.
+safetensors checkpoints (each a whole folder, out_dir/step-NNNNNNNN, switched to by one rename),
+exact resume (weights, optimizer, RNG and data position), seeded.
 
 An objective is an nn.Module with `training_forward(batch) -> (losses, logs)`; the loss is the sum
 of the `*_loss` entries. Optional hooks: `after_step()` (e.g. clamp CLIP's logit scale),
@@ -11,6 +12,7 @@ default is the state dict of `objective.model` as model.safetensors). A dataset 
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
 import time
@@ -30,6 +32,7 @@ from mmpipe.models.clip import pick_device
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
+CHECKPOINT_PREFIX = "step-"
 
 
 @dataclass
@@ -114,26 +117,63 @@ def _inner(objective: nn.Module) -> nn.Module:
     return getattr(objective, "model", objective)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
+    """The whole checkpoints under out_dir (step-NNNNNNNN folders), oldest first."""
+    return sorted(p for p in Path(out_dir).glob(f"{CHECKPOINT_PREFIX}*")
+                  if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit())
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The folder a run resumes from: the newest whole checkpoint (or out_dir itself when it holds one
+    in the single-folder layout of earlier versions), else None."""
+    found = checkpoint_dirs(out_dir)
+    if found:
+        return found[-1]
+    return Path(out_dir) if (Path(out_dir) / STATE_FILE).is_file() else None
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    os.rename(tmp, final)  # the one rename: the checkpoint appears whole, or not at all
+
+
+def _prune(out: Path, keep: Path) -> None:
+    for old in checkpoint_dirs(out):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(objective: nn.Module, state: dict, out_dir: str | Path) -> Path:
-    """Weights (objective.save, else model.safetensors) and trainer state, written aside and then
-    moved into out_dir together; returns the path of the weights."""
+    """Weights (objective.save, else model.safetensors) and trainer state written into a new folder,
+    which then becomes out_dir/step-NNNNNNNN in one rename (open_clip_train's write-then-rename, for
+    a folder): a kill at any point leaves the previous checkpoint whole. Returns the weights' path."""
     out = Path(out_dir)
-    tmp = out / ".saving"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if hasattr(objective, "save"):
-        objective.save(tmp)
-    else:
-        save_file({k: v.detach().cpu().contiguous() for k, v in _inner(objective).state_dict().items()},
-                  str(tmp / MODEL_FILE))
-    torch.save(state, tmp / STATE_FILE)
-    for item in sorted(tmp.iterdir(), key=lambda p: p.name == STATE_FILE):  # the state goes last
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    tmp.rmdir()
-    return out / getattr(objective, "checkpoint_name", MODEL_FILE)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
+    tmp = out / f".{final.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)  # a partial folder a killed save left behind
+    if not final.is_dir():
+        tmp.mkdir()
+        if hasattr(objective, "save"):
+            objective.save(tmp)
+        else:
+            save_file({k: v.detach().cpu().contiguous() for k, v in _inner(objective).state_dict().items()},
+                      str(tmp / MODEL_FILE))
+        torch.save(state, tmp / STATE_FILE)
+        for f in tmp.rglob("*"):  # on disk before the rename makes them the checkpoint
+            if f.is_file():
+                _fsync(f)
+        _publish(tmp, final)
+        _fsync(out)
+    _prune(out, final)
+    return final / getattr(objective, "checkpoint_name", MODEL_FILE)
 
 
 def _load_weights(objective: nn.Module, out_dir: Path, device: str) -> None:
@@ -145,9 +185,11 @@ def _load_weights(objective: nn.Module, out_dir: Path, device: str) -> None:
 
 def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
           on_step: Callable[[int, dict], None] | None = None) -> dict:
-    """Train `objective` to config.total_steps() optimizer steps, resuming from config.out_dir when
-    it holds a checkpoint. Calls on_step(step, metrics) every `log_every` steps, after any
-    checkpoint of that step. Returns {checkpoint, out_dir, step, samples_seen, resumed_from, history}."""
+    """Train `objective` to config.total_steps() optimizer steps, resuming from the newest checkpoint
+    under config.out_dir. Calls on_step(step, metrics) every `log_every` steps, before any checkpoint
+    of that step (and on_step.flush(), when it has one, before every checkpoint), so steps it recorded
+    are never newer than the checkpoint a resume starts from, and none is lost. Returns {checkpoint,
+    out_dir, step, samples_seen, resumed_from, history}; checkpoint is inside out_dir/step-NNNNNNNN."""
     seed_everything(config.seed)
     device = pick_device(config.device)
     objective.to(device).train()
@@ -159,9 +201,10 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     out = Path(config.out_dir)
     step, data_state = 0, None
-    if (out / STATE_FILE).is_file():
-        _load_weights(objective, out, device)
-        state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)
+    resume_dir = latest_checkpoint(out)
+    if resume_dir is not None:
+        _load_weights(objective, resume_dir, device)
+        state = torch.load(resume_dir / STATE_FILE, map_location="cpu", weights_only=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -206,16 +249,21 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
         history.append({"step": step, **metrics})
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in sums.items()}, refresh=False)
+        # What on_step records is durable before the checkpoint that follows it: a kill in between
+        # resumes from the previous checkpoint and records those steps again, never loses them.
+        if on_step and (step % config.log_every == 0 or step == total):
+            on_step(step, metrics)
         if step % config.checkpoint_every == 0 or step == total:
-            save_checkpoint(objective, {
+            if hasattr(on_step, "flush"):
+                on_step.flush()
+            resume_dir = save_checkpoint(objective, {
                 "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(), "config": asdict(config), "data": data_state,
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
                 "numpy_rng": np.random.get_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, out)
-        if on_step and (step % config.log_every == 0 or step == total):
-            on_step(step, metrics)
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, out).parent
     bar.close()
     objective.eval()
-    return {"checkpoint": str(out / getattr(objective, "checkpoint_name", MODEL_FILE)), "out_dir": str(out),
+    where = resume_dir or out
+    return {"checkpoint": str(where / getattr(objective, "checkpoint_name", MODEL_FILE)), "out_dir": str(out),
             "step": step, "samples_seen": step * per_step, "resumed_from": resumed_from, "history": history}

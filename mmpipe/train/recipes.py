@@ -72,3 +72,31 @@ def train_diffusion(shards: Shards, out_dir: str | Path, clip_model: str, clip_p
     return {**result, "objective": "diffusion",
             "config": {"model": asdict(model_config), "clip_model": clip_model, "clip_pretrained": clip_pretrained,
                        **asdict(config)}}
+
+
+# Bump when a change to the training code changes what the same recipe trains (the loop, an objective,
+# the data stream): models trained before then are no longer reused for it.
+RECIPE_VERSION = 1
+# Options that do not change what is trained: where and how fast it runs, how often it checkpoints.
+_NOT_RECIPE = ("device", "num_workers", "checkpoint_every", "log_every", "progress", "out_dir", "steps", "samples")
+
+
+def recipe(objective: str, dataset_id: str, options: dict) -> dict:
+    """Everything that decides what a training run produces: objective, data version, model config and
+    init, samples seen, batch size, optimizer and schedule, seed and RECIPE_VERSION (the training
+    code). A trained model is reused only for an equal recipe."""
+    fields = set(TrainConfig.__dataclass_fields__)
+    config = TrainConfig(**{k: v for k, v in options.items() if k in fields})
+    out = {k: v for k, v in sorted(asdict(config).items()) if k not in _NOT_RECIPE}
+    out.update({k: v for k, v in sorted(options.items()) if k not in fields and k not in _NOT_RECIPE})
+    out.update({"objective": objective, "dataset_id": dataset_id, "recipe_version": RECIPE_VERSION,
+                "samples_seen": config.total_steps() * config.batch_size * config.grad_accum})
+    return out
+
+
+def recipe_key(recipe: dict) -> str:
+    """A recipe's identity: sha256 of its canonical JSON."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()

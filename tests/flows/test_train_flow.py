@@ -78,7 +78,8 @@ def test_a_crashed_training_run_resumes_to_the_same_losses(curated, monkeypatch)
     wh = Warehouse(curated)
     assert wh.sql("SELECT status FROM runs WHERE run_id = ?", [resumed["run_id"]]).column("status").to_pylist() == \
         ["completed"]
-    uninterrupted = train_contrastive_flow("shapes", home=str(curated), **opts)  # a finished run is not reopened
+    # a finished run is not reopened, and reuse=False trains the same recipe again instead of reusing the model
+    uninterrupted = train_contrastive_flow("shapes", home=str(curated), reuse=False, **opts)
     assert uninterrupted["run_id"] != resumed["run_id"]
 
     def losses(model_id):
@@ -87,6 +88,40 @@ def test_a_crashed_training_run_resumes_to_the_same_losses(curated, monkeypatch)
 
     assert len(losses(resumed["model_id"])) == 12
     assert losses(resumed["model_id"]) == losses(uninterrupted["model_id"])  # crash + resume == uninterrupted
+
+
+def test_a_kill_between_the_step_records_and_their_checkpoint_records_each_step_once(curated, monkeypatch):
+    """Steps 7-9 reach train_steps, then the run dies before checkpoint 9 is live: the resumed run starts at
+    checkpoint 6, rewrites steps 7-9 from there, and ends with every step's losses once, as uninterrupted."""
+    from flows.train import train_contrastive_flow
+    from mmpipe.train import loop
+
+    opts = dict(model_name="mmpipe-micro-clip", steps=12, seed=5, evaluate=False, batch_size=32, lr=2.9e-3,
+                warmup_steps=2)  # checkpoints every 3 steps
+    real = loop._publish
+
+    def die_at_9(tmp, final):
+        if final.name == "step-00000009":
+            raise RuntimeError("killed before checkpoint 9")
+        real(tmp, final)
+
+    monkeypatch.setattr(loop, "_publish", die_at_9)
+    with pytest.raises(Exception, match="checkpoint 9"):
+        train_contrastive_flow("shapes", home=str(curated), **opts)
+    wh = Warehouse(curated)
+    model_id = wh.sql("SELECT model_id FROM models WHERE status = 'training' AND json_extract(config, '$.seed') = 5"
+                      ).column("model_id")[0].as_py()
+
+    def steps(model_id):
+        return wh.sql("SELECT step, value FROM train_steps WHERE model_id = ? AND metric = 'contrastive_loss' "
+                      "ORDER BY step", [model_id]).to_pylist()
+
+    assert [r["step"] for r in steps(model_id)] == list(range(1, 10))  # recorded before the checkpoint
+    monkeypatch.setattr(loop, "_publish", real)
+    resumed = train_contrastive_flow("shapes", home=str(curated), **opts)
+    assert resumed["model_id"] == model_id
+    straight = train_contrastive_flow("shapes", home=str(curated), reuse=False, **opts)
+    assert steps(model_id) == steps(straight["model_id"]) and len(steps(model_id)) == 12
 
 
 def test_masked_and_diffusion_flows_train_and_evaluate(curated):

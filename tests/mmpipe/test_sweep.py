@@ -36,3 +36,22 @@ def test_the_sweep_flow_takes_a_filter_model_without_weights():
     params = sweep_flow.validate_parameters({"source": "s", "name": "n", "eval_dataset": "e", "keep_fractions": [1.0],
                                              "clip_models": [["ViT-B-32", None], ["mmpipe-tiny-clip", "w.pt"]]})
     assert params["clip_models"] == [["ViT-B-32", None], ["mmpipe-tiny-clip", "w.pt"]]
+
+
+def test_a_recipe_is_everything_that_changes_the_trained_model():
+    from mmpipe.train.recipes import RECIPE_VERSION, recipe, recipe_key
+
+    base = {"model_name": "m", "pretrained": None, "siglip": False, "steps": 300, "samples": 3200, "batch_size": 64,
+            "lr": 3e-3, "warmup_steps": 30, "checkpoint_every": 75, "log_every": 1, "device": None, "num_workers": 0,
+            "seed": 0}
+    key = recipe_key(recipe("contrastive", "d1", base))
+    assert recipe("contrastive", "d1", base)["samples_seen"] == 3200
+    assert recipe("contrastive", "d1", base)["recipe_version"] == RECIPE_VERSION
+    for change in ({"samples": 6400}, {"batch_size": 32}, {"lr": 1e-3}, {"seed": 1}, {"model_name": "n"},
+                   {"pretrained": "w.pt"}, {"siglip": True}, {"warmup_steps": 5}):
+        assert recipe_key(recipe("contrastive", "d1", {**base, **change})) != key, change
+    assert recipe_key(recipe("contrastive", "d2", base)) != key  # another data version
+    assert recipe_key(recipe("masked", "d1", base)) != key
+    for same in ({"device": "cuda"}, {"num_workers": 4}, {"checkpoint_every": 10}, {"log_every": 5},
+                 {"steps": 10}):  # where and how it runs; steps yield to the samples budget
+        assert recipe_key(recipe("contrastive", "d1", {**base, **same})) == key, same
