@@ -44,7 +44,7 @@ def claim(wh: Warehouse, key: str, owner: str, flow: str, ttl_s: float, replace:
         cur.execute(f"INSERT INTO {_TABLE} VALUES (?, ?, ?, NULL, ?, ?, ?)",
                     [key, owner, flow, now, now, now + timedelta(seconds=ttl_s)])
 
-    wh.locked_transaction(body)
+    wh.locked_transaction(body, [f"lease:{key}"])
     return found[0]
 
 
@@ -61,7 +61,7 @@ def renew(wh: Warehouse, key: str, owner: str, ttl_s: float, run_id: str | None 
             cur.execute(f"UPDATE {_TABLE} SET renewed_at = ?, expires_at = ?, run_id = coalesce(?, run_id) "
                         "WHERE lease_key = ? AND owner = ?", [now, now + timedelta(seconds=ttl_s), run_id, key, owner])
 
-    wh.locked_transaction(body)
+    wh.locked_transaction(body, [f"lease:{key}"])
     return ours[0]
 
 
@@ -71,7 +71,7 @@ def release(wh: Warehouse, key: str, owner: str) -> None:
         _ensure(cur)
         cur.execute(f"DELETE FROM {_TABLE} WHERE lease_key = ? AND owner = ?", [key, owner])
 
-    wh.locked_transaction(body)
+    wh.locked_transaction(body, [f"lease:{key}"])
 
 
 def holder(wh: Warehouse, key: str) -> dict | None:

@@ -60,17 +60,17 @@ class Records:
             cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
                         [f"run {run_id} {state}", json.dumps({"run_id": run_id, "status": state})])
 
-        self.locked_transaction(update)
+        self.locked_transaction(update, [f"merge:runs:{run_id}"])  # the key write_many's MERGE of this run takes
 
     def forget_train_steps(self, model_id: str, from_step: int) -> None:
         """Delete a model's `train_steps` rows from `from_step` on: a resumed training run records
         those steps again, from the checkpoint it resumed, exactly once."""
         self.locked_transaction(lambda cur: cur.execute("DELETE FROM train_steps WHERE model_id = ? AND step >= ?",
-                                                        [model_id, from_step]))
+                                                        [model_id, from_step]), ["merge:train_steps:*"])
 
-    def locked_transaction(self, body: Callable[[Any], None]) -> None:
-        """Run body(cursor) as one transaction under the warehouse's write lock (retried whole when it
-        loses a race): a read-modify-write no other writer can interleave with."""
+    def locked_transaction(self, body: Callable[[Any], None], keys: list[str]) -> None:
+        """Run body(cursor) as one transaction holding the write locks of `keys` (retried whole when it
+        loses a race): a read-modify-write no writer of those keys can interleave with."""
         if self.read_only:
             raise PermissionError("this warehouse was opened read-only")
 
@@ -89,7 +89,7 @@ class Records:
             finally:
                 cur.close()
 
-        with write_lock(self.catalog):
+        with write_lock(self.catalog, keys):
             retrying(attempt)
 
 

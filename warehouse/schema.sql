@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS mmpipe_internal.sightings (
 CREATE TABLE IF NOT EXISTS mmpipe_internal.batches (
     run_id VARCHAR, batch_key VARCHAR, committed_at TIMESTAMP, counts JSON
 );
+CREATE TABLE IF NOT EXISTS mmpipe_internal.run_leases (
+    lease_key VARCHAR, owner VARCHAR, flow VARCHAR, run_id VARCHAR, claimed_at TIMESTAMP, renewed_at TIMESTAMP,
+    expires_at TIMESTAMP
+);
 
 -- A run's rows live in their own files: a write or a per-run read opens only that run's partition.
 ALTER TABLE occurrences SET PARTITIONED BY (run_id);
