@@ -130,6 +130,10 @@ def export(dataset: DatasetArg,
            quality: Annotated[int, typer.Option(help="Encoder quality (1-100).")] = 95,
            shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
            name: Annotated[Optional[str], typer.Option(help="Name of the new version (default NAME).")] = None,
+           query_timeout: Annotated[Optional[float], typer.Option(
+               help="Stop --query after this many seconds (default 120).", show_default=False)] = None,
+           query_memory: Annotated[Optional[str], typer.Option(
+               help="Stop --query past this much memory, e.g. 8GB (default 2GB).", show_default=False)] = None,
            home: HomeOpt = None) -> None:
     """Reshard a version (a subset, resized, re-encoded) as a new version with lineage, img2dataset-style."""
     from mmpipe.export_options import RESIZE_MODES
@@ -143,7 +147,10 @@ def export(dataset: DatasetArg,
     if ids is not None and (not ids.is_file() or ids.suffix not in (".npy", ".parquet")):
         fail(f"--ids takes an existing .npy or .parquet file, not {ids}")
     if query is not None:
+        from mmpipe.cli_query import query_limits
         from warehouse.search_queries import user_sample_ids
+
+        query_limits(query_timeout, query_memory)
 
         user_sample_ids(warehouse(home), query)  # refused or broken SQL fails here, before Prefect starts
     root = start_flows(home)
