@@ -92,3 +92,58 @@ def test_every_tar_member_linked_or_not_is_an_occurrence_with_an_outcome(tmp_pat
                    "links.tar/pair": ("not_a_file", "pair.jpg: hard link"),
                    "links.tar/fifo": ("not_a_file", "fifo.flac: fifo")}
     assert errors == [None]
+
+
+BILLION_LAUGHS = "\n".join(["a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]"] +
+                           [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)] +
+                           ["name: *i"])
+
+
+def test_a_billion_laughs_recipe_is_refused_at_once(tmp_path):
+    from mmpipe.recipe import RecipeError, load_recipe
+
+    (tmp_path / "bomb.yaml").write_text(BILLION_LAUGHS)
+    start = time.monotonic()
+    with pytest.raises(RecipeError, match=r"aliases \(\*name\) are not allowed"):
+        load_recipe(tmp_path / "bomb.yaml")
+    assert time.monotonic() - start < 60  # a ceiling only: expanding it would take minutes and gigabytes
+    (tmp_path / "big.yaml").write_text("name: x\n" + "# padding\n" * 200_000)
+    with pytest.raises(RecipeError, match="larger than 1024 KiB"):
+        load_recipe(tmp_path / "big.yaml")
+
+
+def test_a_recipe_is_validated_fully_in_one_line_before_anything_starts(tmp_path):
+    from mmpipe.recipe import RecipeError, load_recipe
+
+    (tmp_path / "r.yaml").write_text("name: x\nsource: /data\nbasic:\n  min_side: big\n  max_aspect_ratio: yes\n"
+                                     "dedup:\n  exact: 'no'\nclip:\n  workers: 2.5\nsource_typo: 1\n")
+    with pytest.raises(RecipeError, match="unknown setting.*source_typo"):
+        load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "r.yaml").write_text("name: x\nsource: /data\nbasic:\n  min_side: big\n  max_aspect_ratio: yes\n"
+                                     "dedup:\n  exact: 'no'\nclip:\n  workers: 2.5\nsource_typo: 1\n".replace(
+                                         "source_typo: 1\n", "semantic_dedup:\n  clusters: many\n"))
+    with pytest.raises(RecipeError) as got:
+        load_recipe(tmp_path / "r.yaml")
+    line = str(got.value)
+    assert "\n" not in line
+    for wrong in ("basic.min_side must be an integer, got 'big'", "basic.max_aspect_ratio must be a number, got True",
+                  "dedup.exact must be true or false, got 'no'", "clip.workers must be an integer, got 2.5",
+                  "semantic_dedup.clusters must be an integer or null, got 'many'"):
+        assert wrong in line
+    (tmp_path / "d.yaml").write_text('name: x\nsource: /data\ndedup: "yes"\n')
+    with pytest.raises(RecipeError, match=r"dedup is a section of settings \(exact, hamming\), got 'yes'"):
+        load_recipe(tmp_path / "d.yaml")
+
+
+def test_a_wrong_recipe_fails_from_the_command_line_before_prefect_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmpipe.cli import app
+
+    (tmp_path / "r.yaml").write_text(f"name: x\nsource: {tmp_path}\nbasic:\n  min_side: big\n")
+    start = time.monotonic()
+    out = CliRunner().invoke(app, ["curate", "--config", str(tmp_path / "r.yaml"), "--home", str(tmp_path / "h")])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1
+    assert "basic.min_side must be an integer" in out.output
+    assert not (tmp_path / "h").exists()  # nothing started: no home, no Prefect server
+    assert time.monotonic() - start < 60
