@@ -147,3 +147,37 @@ def test_a_wrong_recipe_fails_from_the_command_line_before_prefect_starts(tmp_pa
     assert "basic.min_side must be an integer" in out.output
     assert not (tmp_path / "h").exists()  # nothing started: no home, no Prefect server
     assert time.monotonic() - start < 60
+
+
+@pytest.fixture
+def header_trickler():
+    """A loopback server that sends its status line and headers one byte every 0.2 s for up to 60 s."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 400 + b"\r\nContent-Length: 1\r\n\r\nx"
+            try:
+                for byte in head:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up: what it should do
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_trickled_response_headers_end_at_the_fetch_deadline(header_trickler):
+    from mmpipe.sources.fetch import FetchConfig, fetch_all
+
+    start = time.monotonic()
+    got = fetch_all([f"{header_trickler}/a.jpg", f"{header_trickler}/b.jpg"],
+                    FetchConfig(timeout_s=5, deadline_s=1.5, retries=2, backoff_s=0.1))
+    assert got == [(None, "timeout"), (None, "timeout")]
+    assert time.monotonic() - start < 30  # a ceiling: the server would trickle for over a minute per attempt
