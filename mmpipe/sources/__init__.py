@@ -162,19 +162,16 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
         return read_records(records, Path(spec.path), source, cols, spec.modality,
                             f"{spec.split or 'train'}:", shard.index), None
     origin = Path(shard.origin or spec.path)
+    errors: list[str] = []
     if shard.row_groups:
-        try:
-            records = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
-        except (pa.ArrowException, OSError) as e:  # a corrupt row group: the shard broke, the run goes on
-            from mmpipe.schema import batch_from_rows
-
-            return batch_from_rows([], shard.index), (f"rows {shard.start}-{shard.stop} of {origin.name} cannot be "
-                                                      f"read ({type(e).__name__}: {str(e).strip()[:160]})")
+        # a corrupt row group loses exactly its rows (recorded, with the range); the others are read
+        records, errors = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
     else:
         import pyarrow.parquet as pq
 
         records = pq.read_table(shard.path).to_pylist()
-    return read_records(records, origin.parent, source, cols, spec.modality, f"{origin.name}:", shard.index), None
+    batch = read_records(records, origin.parent, source, cols, spec.modality, f"{origin.name}:", shard.index)
+    return batch, "; ".join(errors) or None
 
 
 def validate(spec: SourceSpec) -> str:

@@ -205,16 +205,44 @@ def parquet_groups(path: str | Path, shard_size: int) -> list[tuple[tuple[int, .
     return out
 
 
-def read_parquet_rows(path: str | Path, groups: tuple[int, ...], first_row: int, cols: TableColumns) -> list[dict]:
-    """The records of some row groups of a Parquet source, in PART_SCHEMA's shape (media may be bytes)."""
+MAX_ROW_GROUP_BYTES = 2 * 1024**3  # a row group's uncompressed size (its footer says) read in one go
+
+
+def _lost_rows(first: int, n: int, detail: str) -> list[dict]:
+    """Placeholder records for rows that cannot be read: each an occurrence dropped with the range."""
+    return [{"_row": first + i, "media": None, "text": None, "_problem": "unreadable_rows", "_detail": detail}
+            for i in range(min(n, 1_000_000))]
+
+
+def read_parquet_rows(path: str | Path, groups: tuple[int, ...], first_row: int, cols: TableColumns
+                      ) -> tuple[list[dict], list[str]]:
+    """The records of some row groups of a Parquet source, in PART_SCHEMA's shape (media may be bytes),
+    and what could not be read: a corrupt (or oversized) row group is a loss of exactly its rows, each
+    recorded as `unreadable_rows` with the range; the other row groups are read."""
     pf = _parquet(path)
     media, text = resolve_columns(pf.schema_arrow.names, cols)
-    table = pf.read_row_groups(list(groups), columns=[c for c in (media, text) if c])  # may raise: see read_shard
-    medias = table.column(media).to_pylist()
-    texts = table.column(text).to_pylist() if text else [None] * len(medias)
-    out = []
-    for i, (m, t) in enumerate(zip(medias, texts)):
-        value, bad = _text_of(t)
-        out.append({"_row": first_row + i, "media": m, "text": value,
-                    "_problem": "caption_encoding" if bad else None, "_detail": bad})
-    return out
+    out: list[dict] = []
+    errors: list[str] = []
+    row = first_row
+    for g in groups:
+        meta = pf.metadata.row_group(g)
+        span = f"rows {row}-{row + meta.num_rows - 1} of {Path(path).name} (row group {g})"
+        try:
+            if meta.total_byte_size > MAX_ROW_GROUP_BYTES:
+                raise ValueError(f"{meta.total_byte_size} bytes uncompressed > {MAX_ROW_GROUP_BYTES}")
+            table = pf.read_row_group(g, columns=[c for c in (media, text) if c])
+        except (pa.ArrowException, OSError, ValueError) as e:
+            detail = f"{span}: {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+            out.extend(_lost_rows(row, meta.num_rows, detail))
+            errors.append(f"{span} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                          "those rows are recorded as unreadable_rows")
+            row += meta.num_rows
+            continue
+        medias = table.column(media).to_pylist()
+        texts = table.column(text).to_pylist() if text else [None] * len(medias)
+        for m, t in zip(medias, texts):
+            value, bad = _text_of(t)
+            out.append({"_row": row, "media": m, "text": value,
+                        "_problem": "caption_encoding" if bad else None, "_detail": bad})
+            row += 1
+    return out, errors

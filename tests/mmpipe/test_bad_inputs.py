@@ -206,8 +206,9 @@ def test_a_parquet_with_flipped_bytes_is_a_named_error_not_a_traceback(tmp_path)
     shards = plan_shards(spec)
     results = [read_shard(spec, s, "t") for s in shards]
     errors = [e for _, e in results if e]
-    assert errors and "bad.parquet" in errors[0] and "rows 0-25" in errors[0]
-    assert sum(b.num_rows for b, _ in results) == 25  # the other row group is read and accounted
+    assert errors and "bad.parquet" in errors[0] and "rows 0-24" in errors[0]
+    assert sum(b.num_rows for b, _ in results) == 50  # the other row group is read; the lost rows are recorded
+    assert results[0][0]["drop_reason"].to_pylist() == ["unreadable_rows"] * 25
     (tmp_path / "footer.parquet").write_bytes(bytes(data[:-20]) + b"\x00" * 16 + b"PAR1")
     with pytest.raises(ValueError, match="not a readable Parquet file"):
         plan_shards(SourceSpec(str(tmp_path / "footer.parquet")))

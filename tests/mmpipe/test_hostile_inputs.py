@@ -181,3 +181,41 @@ def test_trickled_response_headers_end_at_the_fetch_deadline(header_trickler):
                     FetchConfig(timeout_s=5, deadline_s=1.5, retries=2, backoff_s=0.1))
     assert got == [(None, "timeout"), (None, "timeout")]
     assert time.monotonic() - start < 30  # a ceiling: the server would trickle for over a minute per attempt
+
+
+def _corrupt_parquet(tmp_path):
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    for i in range(50):
+        Image.new("RGB", (64, 64), (i * 5, 100, 200 - i * 3)).save(tmp_path / f"{i}.png")
+    pq.write_table(pa.table({"url": [f"{i}.png" for i in range(50)],
+                             "caption": [f"a picture number {i} " * 10 for i in range(50)]}),
+                   tmp_path / "t.parquet", row_group_size=20, compression="none")
+    data = bytearray((tmp_path / "t.parquet").read_bytes())
+    for i in range(300, 1500):  # inside the first row group's pages; the footer stays intact
+        data[i] ^= 0x5A
+    (tmp_path / "bad.parquet").write_bytes(bytes(data))
+    return tmp_path / "bad.parquet"
+
+
+def test_a_corrupt_row_group_loses_exactly_its_rows(tmp_path):
+    spec = SourceSpec(str(_corrupt_parquet(tmp_path)), shard_size=512)  # all three row groups in one shard
+    batch, errors = _read_all(spec)
+    assert batch.num_rows == 50
+    reasons = batch["drop_reason"].to_pylist()
+    assert reasons[:20] == ["unreadable_rows"] * 20 and "unreadable_rows" not in reasons[20:]
+    assert batch["drop_detail"].to_pylist()[0].startswith("rows 0-19 of bad.parquet (row group 0)")
+    assert "rows 0-19 of bad.parquet" in errors[0]
+
+
+def test_a_run_over_a_corrupt_row_group_ends_with_warnings_and_counts_every_row(prefect_harness, tmp_path):
+    from flows.curate import curate_flow
+    from warehouse import Warehouse
+
+    path = _corrupt_parquet(tmp_path)
+    result = curate_flow(str(path), "rg", home=str(tmp_path / "home"), clip_model="none", min_side=32,
+                         dedup_hamming=None)
+    assert result["ingested"] == 50 and result["outcomes"]["unreadable_rows"] == 20
+    wh = Warehouse(tmp_path / "home")
+    assert wh.sql("SELECT status FROM runs").column("status").to_pylist() == ["completed_with_warnings"]
