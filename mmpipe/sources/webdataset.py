@@ -53,7 +53,7 @@ def _failed_downloads(tar_path: Path, source: str, modality: str) -> tuple[list[
         records = table.to_pylist() if "status" in table.column_names else []
     except (pa.ArrowException, OSError, ValueError) as e:
         return [], f"img2dataset metadata {meta.name} is unreadable ({type(e).__name__}: {str(e)[:160]}); " \
-                   "its failed downloads are not accounted for"
+                   "the tar's samples were all read, but the failed downloads it lists are not accounted for"
     rows = []
     for r in records:
         if r.get("status") == "success":
@@ -110,9 +110,9 @@ def _members(tar_path: Path, max_member_bytes: int, budget: TarBudget | None = N
                 groups.setdefault(key, {})[ext] = f.read() if f else b""
             end = tf.offset
         if error is None and not _has_end_marker(tar_path, end):
-            error = "the tar ends without its end-of-archive marker (truncated?)"
+            error = "the tar ends without its end-of-archive marker (truncated?); members after the cut were not read"
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        error = f"{type(e).__name__}: {e}"
+        error = f"broke off while reading ({type(e).__name__}: {e}); samples after the break were not read"
     return groups, error
 
 
