@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import uuid
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 import mmpipe
+from mmpipe.failures import DISK_FULL, failure_reason, release, reserve
 from warehouse import Warehouse
 from warehouse.queries import resumable_run, run_warnings
 
@@ -92,7 +94,9 @@ def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iter
     """Open (or resume) a row of `runs`; close it completed (with warnings, if any), cancelled on
     Ctrl-C or SIGTERM, or failed if the body raises."""
     run_id = start_run(home, flow, params, resume)
-    run = Run(run_id, home, flow, run_warnings(Warehouse(home), run_id))
+    # the reason a failed attempt recorded is not a warning of the resumed run
+    run = Run(run_id, home, flow, [w for w in run_warnings(Warehouse(home), run_id) if w.get("what") != "failed"])
+    reserve(home)
     try:
         yield run
     except (KeyboardInterrupt, SystemExit, TerminationSignal):
@@ -100,7 +104,12 @@ def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iter
         for hook in CANCEL_HOOKS:
             hook()
         raise
-    except BaseException:
-        finish_run(home, run.run_id, flow, "failed", run.warnings)
+    except BaseException as e:
+        reason = failure_reason(e, home)
+        if reason == DISK_FULL:
+            release(home)  # room to record the failure
+        finish_run(home, run.run_id, flow, "failed", run.warnings + [{"what": "failed", "message": reason}])
+        if reason == DISK_FULL:
+            raise OSError(errno.ENOSPC, reason) from e
         raise
     finish_run(home, run.run_id, flow, COMPLETED_WITH_WARNINGS if run.warnings else COMPLETED, run.warnings)

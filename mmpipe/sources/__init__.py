@@ -7,6 +7,7 @@ once: tables stream into parts while planning, Parquet and datasets are read by 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -92,12 +93,24 @@ def detect_kind(path: str) -> str:
     raise FileNotFoundError(f"source not found: {path}")
 
 
+class EmptySource(ValueError):
+    """A source that holds nothing to read (an empty folder or table)."""
+
+
 def plan_shards(spec: SourceSpec, workdir: str | Path | None = None) -> list[Shard]:
     """Split a source into shards, in a stable order (first seen = lowest shard, lowest row).
 
     CSV and JSONL tables are streamed once into Parquet parts under `workdir` (a temporary
     folder when None); the flows pass a folder of the run, so a resumed run plans the same shards.
+    A source with nothing in it is EmptySource: a run over it fails rather than make an empty version.
     """
+    shards = _plan(spec, workdir)
+    if not shards:
+        raise EmptySource(f"the source {spec.path} holds no samples: nothing to curate, no version made")
+    return shards
+
+
+def _plan(spec: SourceSpec, workdir: str | Path | None) -> list[Shard]:
     kind = spec.resolved_kind()
     reset_run(spec)  # the run's decompressed-bytes budget starts here (per process under Dask)
     if kind == "webdataset":
@@ -174,6 +187,14 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
     return batch, "; ".join(errors) or None
 
 
+def _has_a_file(folder: Path) -> bool:
+    """Whether a folder tree holds any file (stops at the first: cheap on a big folder)."""
+    for _, _, files in os.walk(folder):
+        if files:
+            return True
+    return False
+
+
 def validate(spec: SourceSpec) -> str:
     """Check a source before any work starts (exists, known kind, needed columns); returns its kind."""
     kind = spec.resolved_kind()
@@ -184,6 +205,8 @@ def validate(spec: SourceSpec) -> str:
             raise FileNotFoundError(f"no .tar/.tgz shards in {spec.path}")
     elif kind == "folder" and not Path(spec.path).is_dir():
         raise FileNotFoundError(f"not a folder: {spec.path}")
+    elif kind == "folder" and not _has_a_file(Path(spec.path)):
+        raise EmptySource(f"the folder {spec.path} holds no files: nothing to curate, no version made")
     elif kind == "table":
         from mmpipe.sources.table import column_names, resolve_columns
 
