@@ -96,9 +96,9 @@ def test_each_table_is_parsed_once_however_many_shards(tmp_path, monkeypatch):
     pq.write_table(pa.table({"url": ["a.jpg"] * 1000, "caption": [f"c {i}" for i in range(1000)]}),
                    tmp_path / "big.parquet", row_group_size=250)
     reads = []
-    real_groups = pq.ParquetFile.read_row_groups
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", lambda self, g, **kw: reads.append(tuple(g)) or
-                        real_groups(self, g, **kw))
+    real_group = pq.ParquetFile.read_row_group  # each row group read once, on its own
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, **kw: reads.append((g,)) or
+                        real_group(self, g, **kw))
     spec = SourceSpec(str(tmp_path / "big.parquet"), shard_size=100)
     batch = pa.concat_tables([read_shard(spec, s, "t")[0] for s in plan_shards(spec)])
     assert batch.num_rows == 1000 and sorted(g for r in reads for g in r) == [0, 1, 2, 3]
