@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -51,7 +50,7 @@ def _kind(path: Path) -> str:
 def _first_json_record(path: Path, look: int = 1000) -> dict:
     """The first parseable object among the first `look` lines (its keys name the columns)."""
     with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
+        for n, line in enumerate(_bounded_lines(f), 1):
             if n > look:
                 break
             if line.strip():
@@ -80,7 +79,7 @@ def column_names(path: str | Path) -> list[str]:
         return _parquet(path).schema_arrow.names
     if kind == "csv":
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            return next(csv.reader(f), [])
+            return next(csv.reader(_bounded_lines(f)), [])
     return list(_first_json_record(path))
 
 
@@ -110,18 +109,64 @@ def _text_of(value) -> tuple[str | None, str | None]:
     return str(value), None
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one CSV/JSONL line (a row's caption and path): more is not a row
+_OVERLONG = "\x00mmpipe-overlong-line"
+
+
+def _bounded_lines(f, limit: int | None = None):
+    """A file's lines, each read at most `limit` (MAX_LINE_BYTES) long: a longer one is skipped in
+    chunks and stands as a marker line, so one endless line cannot fill memory."""
+    limit = limit or MAX_LINE_BYTES
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith("\n" if isinstance(line, str) else b"\n"):
+            while (more := f.readline(limit)) and not more.endswith("\n" if isinstance(more, str) else b"\n"):
+                pass
+            line = _OVERLONG + "\n" if isinstance(line, str) else _OVERLONG.encode() + b"\n"
+        yield line
+
+
+def _overlong(row: int, where: str) -> dict:
+    return {"_row": row, "media": None, "text": None, "_problem": "bad_metadata",
+            "_detail": f"{where} is longer than {MAX_LINE_BYTES} bytes"}
+
+
+def _csv_records(path: Path, media: str, text: str | None) -> Iterator[dict]:
+    csv.field_size_limit(MAX_LINE_BYTES)
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(_bounded_lines(f))
+        row = 0
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a field over the limit: this row is lost, the reader goes on
+                yield {"_row": row, "media": None, "text": None, "_problem": "bad_metadata",
+                       "_detail": f"line {reader.line_num}: {e}"}
+            else:
+                if _OVERLONG in (next(iter(rec.values()), None) or ""):
+                    yield _overlong(row, f"line {reader.line_num}")
+                else:
+                    yield _record(row, rec.get(media), rec.get(text) if text else None)
+            row += 1
+
+
 def _records(path: Path, kind: str, media: str, text: str | None) -> Iterator[dict]:
     """(row, media value, text, problem, detail) of a CSV or JSONL file, one record at a time."""
     if kind == "csv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
-            for row, rec in enumerate(csv.DictReader(f)):
-                yield _record(row, rec.get(media), rec.get(text) if text else None)
+        yield from _csv_records(path, media, text)
         return
     with path.open("rb") as f:
         row = 0
-        for n, line in enumerate(f, 1):
+        for n, line in enumerate(_bounded_lines(f), 1):
             if not line.strip():
+                continue
+            if line.startswith(_OVERLONG.encode()):
+                yield _overlong(row, f"line {n}")
+                row += 1
                 continue
             try:
                 rec = json.loads(line.decode("utf-8"))

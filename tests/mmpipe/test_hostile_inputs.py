@@ -219,3 +219,44 @@ def test_a_run_over_a_corrupt_row_group_ends_with_warnings_and_counts_every_row(
     assert result["ingested"] == 50 and result["outcomes"]["unreadable_rows"] == 20
     wh = Warehouse(tmp_path / "home")
     assert wh.sql("SELECT status FROM runs").column("status").to_pylist() == ["completed_with_warnings"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_endless_table_line_is_a_recorded_row_not_a_memory_bomb(tmp_path, monkeypatch, fmt):
+    import mmpipe.sources.table as table
+    from PIL import Image
+
+    monkeypatch.setattr(table, "MAX_LINE_BYTES", 4096)
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "a.png")
+    huge = "x" * 50_000
+    if fmt == "csv":
+        body = f'url,caption\na.png,a red square\na.png,{huge}\na.png,"{huge}"\na.png,the last one\n'
+    else:
+        body = "".join(f'{{"url": "a.png", "caption": "{c}"}}\n' for c in ("a red square", huge, "the last one"))
+    (tmp_path / f"t.{fmt}").write_text(body)
+    batch, errors = _read_all(SourceSpec(str(tmp_path / f"t.{fmt}")))
+    reasons = batch["drop_reason"].to_pylist()
+    assert reasons[0] is None and reasons[-1] is None and errors == [None] * len(errors)
+    assert set(reasons[1:-1]) == {"bad_metadata"} and batch.num_rows == (4 if fmt == "csv" else 3)
+    assert batch["text"].to_pylist()[-1] == "the last one"
+
+
+def test_audio_declared_too_long_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    import wave
+
+    import faster_whisper
+
+    from mmpipe.stages.audio_decode import AudioDecodeConfig, AudioDecodeError, decode_clip
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(b"\x80" * 8000 * 12)
+    decoded = []
+    real = faster_whisper.decode_audio
+    monkeypatch.setattr(faster_whisper, "decode_audio", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    with pytest.raises(AudioDecodeError) as got:
+        decode_clip(buf.getvalue(), AudioDecodeConfig(max_duration_s=5))
+    assert got.value.reason == "too_long" and "declared" in str(got.value) and not decoded
