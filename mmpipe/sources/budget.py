@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_TAR_BYTES = 4 * 1024**3  # a WebDataset shard is typically 0.5-1 GB
+MAX_TAR_BYTES = 2 * 1024**3  # a WebDataset shard is typically 0.5-1 GB; reading holds about 3x this
 MAX_RUN_BYTES = 4 * 1024**4
 MAX_EXPANSION = 100  # decompressed / on-disk size: JPEG and audio tars compress barely at all
 MIN_TAR_BUDGET = 64 * 1024**2
