@@ -34,6 +34,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 # What the child may use beyond the query's own memory: the interpreter, DuckDB, Arrow and the result.
 _CHILD_OVERHEAD = 768 * 2**20
+_START_UP_S = 30.0
 
 
 class QueryLimitError(QueryError):
@@ -163,8 +164,9 @@ def run_isolated(catalog: Catalog, query: str, params: list | None = None, snaps
     proc = subprocess.Popen([sys.executable, "-m", "warehouse.user_sql"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
     try:
-        # the child's own timer answers first; the kill is for work that does not see an interrupt
-        out, err = proc.communicate(request.encode(), timeout=limits.timeout_s + 5)
+        # the child's own timer (started with the query) answers first; the kill, counted from the
+        # child's start, is for work that does not see an interrupt, with room for a slow start-up
+        out, err = proc.communicate(request.encode(), timeout=limits.timeout_s + _START_UP_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
