@@ -66,8 +66,9 @@ def _walk(node, found: dict[str, set]) -> dict[str, set]:
         elif kind == "BASE_TABLE":
             found["tables"].add((str(node.get("catalog_name", "")).lower(), str(node.get("schema_name", "")).lower(),
                                  str(node.get("table_name", ""))))
-        elif kind == "SHOW_REF" and node.get("query") is None:
-            found["shows"].add(str(node.get("table_name", "")))
+        elif kind == "SHOW_REF" and node.get("query") is None:  # SHOW TABLES [FROM x], SHOW ALL TABLES, ...
+            found["shows"].add((str(node.get("table_name", "")), str(node.get("catalog_name", "")).lower(),
+                                str(node.get("schema_name", "")).lower()))
         if node.get("class") == "FUNCTION" and "function_name" in node:
             found["functions"].add(str(node["function_name"]).lower())
         cte_map = node.get("cte_map")
@@ -95,7 +96,10 @@ def _table_refusals(found: dict[str, set], tables: set[str], visible: set[str]) 
             continue
         else:
             bad.append(".".join(p for p in (catalog, schema, name) if p))
-    bad += [f"SHOW {s.strip(chr(34))}" for s in found["shows"] if s not in _ALLOWED_SHOW]
+    bad += [" ".join(["SHOW", name.strip('"') or "TABLES", "FROM" if catalog or schema else "",
+                      ".".join(p for p in (catalog, schema) if p)]).strip()
+            for name, catalog, schema in found["shows"]
+            if name not in _ALLOWED_SHOW or (catalog, schema) not in _WAREHOUSE_QUALIFIERS]
     bad += [f"{f}()" for f in found["functions"] if _REFUSED_FUNCTIONS.match(f)]
     bad += [f"{f}()" for f in found["table_functions"] - ALLOWED_TABLE_FUNCTIONS]
     return sorted(set(bad))

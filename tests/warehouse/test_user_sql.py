@@ -33,6 +33,8 @@ LEAKS = [
     "SELECT getvariable('x')",
     "SHOW ALL TABLES",
     "SHOW DATABASES",
+    "SHOW TABLES FROM __ducklake_metadata_lake",
+    "SHOW TABLES FROM pg_catalog",
     "WITH pg_settings AS (SELECT 1) SELECT * FROM pg_settings",
     "SELECT (WITH duckdb_settings AS (SELECT 1) SELECT 1) AS a, * FROM duckdb_settings",
     "SELECT * FROM __ducklake_metadata_lake.main.ducklake_metadata",
