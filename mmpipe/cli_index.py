@@ -146,19 +146,21 @@ def export(dataset: DatasetArg,
         fail("--quality is 1-100; --shard-size and --resize are positive")
     if ids is not None and (not ids.is_file() or ids.suffix not in (".npy", ".parquet")):
         fail(f"--ids takes an existing .npy or .parquet file, not {ids}")
+    from mmpipe.cli_query import limits_in_env, query_limits
+
+    limits = query_limits(query_timeout, query_memory)
     if query is not None:
-        from mmpipe.cli_query import query_limits
         from warehouse.search_queries import user_sample_ids
 
-        query_limits(query_timeout, query_memory)
-
-        user_sample_ids(warehouse(home), query)  # refused or broken SQL fails here, before Prefect starts
+        with limits_in_env(limits):  # refused, broken or runaway SQL fails here, before Prefect starts
+            user_sample_ids(warehouse(home), query)
     root = start_flows(home)
     from flows.export import export_flow
 
-    result = export_flow(dataset, home=str(root), name=name, ids_file=str(ids.resolve()) if ids else None,
-                         query=query, resize=resize, resize_mode=resize_mode, image_format=format, quality=quality,
-                         shard_size=shard_size)
+    with limits_in_env(limits):
+        result = export_flow(dataset, home=str(root), name=name, ids_file=str(ids.resolve()) if ids else None,
+                             query=query, resize=resize, resize_mode=resize_mode, image_format=format,
+                             quality=quality, shard_size=shard_size)
     typer.echo(f"{result['parent']}: {result['selected']} samples selected")
     print_dataset(result["dataset"])
     print_warnings(result)

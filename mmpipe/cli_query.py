@@ -5,9 +5,10 @@ None of them starts Prefect or creates a home.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -27,19 +28,29 @@ MemoryOpt = Annotated[Optional[str], typer.Option(
 
 
 def query_limits(timeout: Optional[float], memory: Optional[str]):
-    """The limits of a user query from the flags (else the environment, else the defaults); a flag is
-    also put in the environment, so a flow this command starts runs the query under the same limits."""
+    """The limits of a user query from the flags, else the environment, else the defaults."""
     from warehouse.user_sql import QueryLimits
 
     try:
-        limits = QueryLimits.from_env(timeout, memory)
+        return QueryLimits.from_env(timeout, memory)
     except ValueError as e:
         fail(str(e))
-    if timeout is not None:
-        os.environ["MMPIPE_QUERY_TIMEOUT"] = str(limits.timeout_s)
-    if memory is not None:
-        os.environ["MMPIPE_QUERY_MEMORY"] = limits.memory
-    return limits
+
+
+@contextlib.contextmanager
+def limits_in_env(limits) -> Iterator[None]:
+    """The limits in the environment while a flow this command starts runs the query (its tasks read
+    them there), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in ("MMPIPE_QUERY_TIMEOUT", "MMPIPE_QUERY_MEMORY")}
+    os.environ.update(MMPIPE_QUERY_TIMEOUT=str(limits.timeout_s), MMPIPE_QUERY_MEMORY=limits.memory)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @guarded

@@ -137,3 +137,16 @@ def test_limits_apply_to_export_queries_too(home, monkeypatch):
     with pytest.raises(QueryError, match="time limit of 2 s"):
         user_sample_ids(wh, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) "
                             "SELECT 'x' AS sample_id FROM t")
+
+
+def test_export_query_limits_from_the_command_line(small_home):
+    from mmpipe.cli import app
+
+    out = CliRunner().invoke(app, ["export", "whatever", "--query", "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL "
+                                   "SELECT n + 1 FROM t) SELECT 'x' AS sample_id FROM t", "--query-timeout", "2",
+                                   "--home", str(small_home)])
+    assert out.exit_code == 1 and "time limit of 2 s" in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1
+    import os
+
+    assert "MMPIPE_QUERY_TIMEOUT" not in os.environ  # the flag does not outlive the command
