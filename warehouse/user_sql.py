@@ -94,6 +94,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, catalog: Catalog, limits: QueryLi
     con.execute(f"SET memory_limit = '{max(1, limits.memory_bytes // 2**20)}MiB'")
     con.execute("SET temp_directory = ''")  # no spilling: the limit is the limit, and nothing is written
     con.execute("SET python_enable_replacements = false")  # no reading the caller's Python variables
+    con.execute("SET enable_progress_bar = false")  # it writes to stdout, where a child sends its result
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
@@ -194,6 +195,9 @@ def _child() -> int:
     import resource
 
     _die_with_parent()
+    # the result goes out on a private copy of stdout; anything else written to fd 1 lands on stderr
+    result_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     request = json.loads(sys.stdin.read())
     limits = QueryLimits(**request["limits"])
     catalog = Catalog(Path(request["home"]), request["kind"], request["dsn"])
@@ -212,7 +216,7 @@ def _child() -> int:
     except MemoryError:
         print(json.dumps({"kind": "QueryLimitError", "message": str(limits.memory_error())}), file=sys.stderr)
         return 2
-    with pa.ipc.new_stream(sys.stdout.buffer, table.schema) as writer:
+    with result_out, pa.ipc.new_stream(result_out, table.schema) as writer:
         writer.write_table(table)
     return 0
 
