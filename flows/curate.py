@@ -66,8 +66,7 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
             f"Reading shards, run {run_id}")
         for p, shard in zip(prepared, shards):
             if p.get("error"):
-                run.warn("broken_shard", f"shard {shard.path} broke off while reading: {p['error']}; "
-                         "samples after the break were not read", shard=shard.path)
+                run.warn("broken_shard", f"shard {shard.path}: {p['error']}", shard=shard.path)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
         settle_samples(home, run_id)
         dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming), name)

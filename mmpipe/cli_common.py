@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
 import sys
@@ -74,16 +73,15 @@ def guarded(command: Callable) -> Callable:
             _interrupted()
         except (typer.Exit, typer.Abort):
             raise
-        except OSError as e:
-            if e.errno == errno.ENOSPC and not OPTIONS["debug"]:
-                fail("the disk is full: free space, then run the same command again to resume the run "
-                     "(it may still show as running in `mmpipe runs` until then)")
-            if OPTIONS["debug"]:
-                raise
-            fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
         except Exception as e:  # noqa: BLE001 - the front door: every error ends as one readable line
+            from mmpipe.failures import DISK_FULL, disk_full
+
             if OPTIONS["debug"]:
                 raise
+            if disk_full(e, resolve_home(kwargs.get("home"))):  # whatever layer said it, and however
+                fail(f"{DISK_FULL} (the run is marked failed with this reason)")
+            if isinstance(e, OSError):
+                fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
             message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             known = isinstance(e, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, LookupError))
             hint = "" if known else f" ({type(e).__name__}; run `mmpipe --debug ...` for the traceback)"

@@ -130,6 +130,10 @@ def export(dataset: DatasetArg,
            quality: Annotated[int, typer.Option(help="Encoder quality (1-100).")] = 95,
            shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
            name: Annotated[Optional[str], typer.Option(help="Name of the new version (default NAME).")] = None,
+           query_timeout: Annotated[Optional[float], typer.Option(
+               help="Stop --query after this many seconds (default 120).", show_default=False)] = None,
+           query_memory: Annotated[Optional[str], typer.Option(
+               help="Stop --query past this much memory, e.g. 8GB (default 2GB).", show_default=False)] = None,
            home: HomeOpt = None) -> None:
     """Reshard a version (a subset, resized, re-encoded) as a new version with lineage, img2dataset-style."""
     from mmpipe.export_options import RESIZE_MODES
@@ -142,16 +146,21 @@ def export(dataset: DatasetArg,
         fail("--quality is 1-100; --shard-size and --resize are positive")
     if ids is not None and (not ids.is_file() or ids.suffix not in (".npy", ".parquet")):
         fail(f"--ids takes an existing .npy or .parquet file, not {ids}")
+    from mmpipe.cli_query import limits_in_env, query_limits
+
+    limits = query_limits(query_timeout, query_memory)
     if query is not None:
         from warehouse.search_queries import user_sample_ids
 
-        user_sample_ids(warehouse(home), query)  # refused or broken SQL fails here, before Prefect starts
+        with limits_in_env(limits):  # refused, broken or runaway SQL fails here, before Prefect starts
+            user_sample_ids(warehouse(home), query)
     root = start_flows(home)
     from flows.export import export_flow
 
-    result = export_flow(dataset, home=str(root), name=name, ids_file=str(ids.resolve()) if ids else None,
-                         query=query, resize=resize, resize_mode=resize_mode, image_format=format, quality=quality,
-                         shard_size=shard_size)
+    with limits_in_env(limits):
+        result = export_flow(dataset, home=str(root), name=name, ids_file=str(ids.resolve()) if ids else None,
+                             query=query, resize=resize, resize_mode=resize_mode, image_format=format,
+                             quality=quality, shard_size=shard_size)
     typer.echo(f"{result['parent']}: {result['selected']} samples selected")
     print_dataset(result["dataset"])
     print_warnings(result)

@@ -5,8 +5,10 @@ None of them starts Prefect or creates a home.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -17,6 +19,38 @@ warehouse_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                             help="Keep the warehouse: compact, check, migrate, attach from your own DuckDB.")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json (an array), jsonl or parquet.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result here.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Stop the query after this many seconds (default 120, or $MMPIPE_QUERY_TIMEOUT).",
+    show_default=False)]
+MemoryOpt = Annotated[Optional[str], typer.Option(
+    "--memory", help="Stop the query past this much memory, e.g. 8GB (default 2GB, or $MMPIPE_QUERY_MEMORY).",
+    show_default=False)]
+
+
+def query_limits(timeout: Optional[float], memory: Optional[str]):
+    """The limits of a user query from the flags, else the environment, else the defaults."""
+    from warehouse.user_sql import QueryLimits
+
+    try:
+        return QueryLimits.from_env(timeout, memory)
+    except ValueError as e:
+        fail(str(e))
+
+
+@contextlib.contextmanager
+def limits_in_env(limits) -> Iterator[None]:
+    """The limits in the environment while a flow this command starts runs the query (its tasks read
+    them there), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in ("MMPIPE_QUERY_TIMEOUT", "MMPIPE_QUERY_MEMORY")}
+    os.environ.update(MMPIPE_QUERY_TIMEOUT=str(limits.timeout_s), MMPIPE_QUERY_MEMORY=limits.memory)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @guarded
@@ -27,10 +61,11 @@ def sql(query: Annotated[str, typer.Argument(help="One read-only query (SELECT, 
         as_of: Annotated[Optional[str], typer.Option(help="Query the warehouse as it was when dataset NAME@VERSION "
                                                           "was registered.")] = None,
         as_of_run: Annotated[Optional[str], typer.Option(help="... or when this run finished.")] = None,
-        home: HomeOpt = None) -> None:
+        timeout: TimeoutOpt = None, memory: MemoryOpt = None, home: HomeOpt = None) -> None:
     """Query the warehouse with SQL (read-only). Tables: runs, samples, occurrences, decisions, outcomes, ..."""
     if format not in FORMATS:
         fail(f"unknown --format {format!r}; use {', '.join(FORMATS)}")
+    limits = query_limits(timeout, memory)
     wh = warehouse(home)
     snapshot = None
     if as_of:
@@ -40,7 +75,7 @@ def sql(query: Annotated[str, typer.Argument(help="One read-only query (SELECT, 
         snapshot = wh.snapshot_of(dataset=name, version=version)
     elif as_of_run:
         snapshot = wh.snapshot_of(run_id=as_of_run)
-    emit(wh.query_readonly(query, snapshot=snapshot), format, output, max_rows)
+    emit(wh.query_readonly(query, snapshot=snapshot, limits=limits, isolated=True), format, output, max_rows)
 
 
 @guarded

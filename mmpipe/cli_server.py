@@ -266,6 +266,12 @@ def serve(schedule_interval: Annotated[Optional[float], typer.Option(
     from mmpipe.home import configure_prefect
 
     overrides = _overrides(param or [])
+    from deployments.serve import deployments_spec
+
+    known = [d["name"] for d in deployments_spec()]
+    unknown = [n for n in only or [] if n not in known]
+    if unknown:
+        fail(f"no deployment {', '.join(unknown)} in deployments/prefect.yaml (deployments: {', '.join(known)})")
     _need_server()
     root = home_of(home)
     os.environ["MMPIPE_HOME"] = str(root)

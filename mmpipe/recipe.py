@@ -33,18 +33,82 @@ SEMANTIC_DEDUP = ("threshold", "clusters", "seed")  # the optional `semantic_ded
 _FLOW_NAMES = {"allow_root": "allowed_roots"}
 
 
+MAX_RECIPE_BYTES = 1024 * 1024  # a recipe is a page of settings
+_STR, _INT, _NUM, _BOOL, _LIST = "a string", "an integer", "a number", "true or false", "a list of folders"
+# option -> (what it must be, whether null is allowed)
+TYPES: dict[str, tuple[str, bool]] = {
+    "name": (_STR, False), "source": (_STR, False), "kind": (_STR, True), "url_col": (_STR, True),
+    "caption_col": (_STR, True), "split": (_STR, True), "shard_size": (_INT, False), "allow_root": (_LIST, True),
+    "min_caption_words": (_INT, False), "min_caption_chars": (_INT, False), "min_side": (_INT, False),
+    "max_aspect_ratio": (_NUM, False), "max_pixels": (_INT, True), "exact_dedup": (_BOOL, False),
+    "dedup_hamming": (_INT, True), "clip_model": (_STR, False), "clip_pretrained": (_STR, True),
+    "clip_batch_size": (_INT, False), "clip_workers": (_INT, False), "device": (_STR, True),
+    "min_clip_score": (_NUM, True), "keep_fraction": (_NUM, True), "out": (_STR, True), "incremental": (_BOOL, False),
+    "semantic_dedup.threshold": (_NUM, True), "semantic_dedup.clusters": (_INT, True),
+    "semantic_dedup.seed": (_INT, True),
+}
+
+
 class RecipeError(ValueError):
-    """A recipe file that cannot be used: unreadable, unknown keys, wrong shape."""
+    """A recipe file that cannot be used: unreadable, unknown keys, wrong shape or types."""
+
+
+class _SafeNoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: `*name` is what a billion-laughs document multiplies."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise RecipeError(f"aliases (*name) are not allowed in a recipe (line {mark.line + 1}); "
+                              "write the value out")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, where: str = "recipe"):
+    """A YAML document with no aliases and no python tags, at most MAX_RECIPE_BYTES long."""
+    if len(text.encode()) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{where}: larger than {MAX_RECIPE_BYTES // 1024} KiB; a recipe is a page of settings")
+    try:
+        return yaml.load(text, Loader=_SafeNoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise RecipeError(f"cannot read the recipe {where}: {' '.join(str(e).split())}") from None
 
 
 def load_recipe(path: str | Path) -> tuple[dict, dict | None]:
     """(option name -> value, the semantic_dedup section or None) from a recipe file."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: larger than {MAX_RECIPE_BYTES // 1024} KiB; a recipe is a page of settings")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise RecipeError(f"cannot read the recipe {path}: {e}") from None
-    return parse_recipe(doc or {}, str(path))
+    return parse_recipe(load_yaml(text, str(path)) or {}, str(path))
+
+
+def _type_ok(value, kind: str, nullable: bool) -> bool:
+    if value is None:
+        return nullable
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False  # YAML's yes/true is not a number
+    if kind == _INT:
+        return isinstance(value, int)
+    if kind == _NUM:
+        return isinstance(value, (int, float))
+    if kind == _LIST:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str)
+
+
+def type_errors(values: dict, semantic: dict | None) -> list[str]:
+    """Every setting whose value has the wrong type, as `section.key: must be ..., got ...`."""
+    where = {opt: f"{s}.{k}" if s else k for (s, k), opt in FIELDS.items()}
+    checks = [(where.get(k, k), k, v) for k, v in values.items()]
+    checks += [(f"semantic_dedup.{k}", f"semantic_dedup.{k}", v) for k, v in (semantic or {}).items()]
+    return [f"{label} must be {TYPES[key][0]}{' or null' if TYPES[key][1] else ''}, got {value!r}"[:160]
+            for label, key, value in checks if key in TYPES and not _type_ok(value, *TYPES[key])]
 
 
 def parse_recipe(doc: dict, where: str = "recipe") -> tuple[dict, dict | None]:
@@ -70,11 +134,17 @@ def parse_recipe(doc: dict, where: str = "recipe") -> tuple[dict, dict | None]:
                     unknown.append(f"{section}.{key}")
         elif section == "source" and isinstance(body, str):
             values["source"] = body
+        elif any(s == section for s, _ in FIELDS):
+            keys = ", ".join(k for s, k in FIELDS if s == section)
+            raise RecipeError(f"{where}: {section} is a section of settings ({keys}), got {body!r}"[:240])
         else:
             unknown.append(str(section))
     if unknown:
         known = sorted({f"{s}.{k}" if s else k for s, k in FIELDS} | {f"semantic_dedup.{k}" for k in SEMANTIC_DEDUP})
         raise RecipeError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    wrong = type_errors(values, semantic)
+    if wrong:
+        raise RecipeError(f"{where}: {'; '.join(wrong)}")
     return values, semantic
 
 

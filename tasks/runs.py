@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import time
@@ -19,6 +20,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 import mmpipe
+from mmpipe.failures import DISK_FULL, failure_reason, release, reserve
 from mmpipe.lease import Heartbeat, describe, is_dead, lease_key, owner_id  # noqa: F401 (lease_key: tests)
 from warehouse import Warehouse, leases
 from warehouse.dataset_queries import run_tallies
@@ -178,7 +180,9 @@ def tracked_run(home: str, flow: str, params: dict, resume: bool = True) -> Iter
 def _open_run(home: str, flow: str, params: dict, resume: bool, lease: Lease) -> Iterator[Run]:
     run_id = start_run(home, flow, params, resume)
     lease.bind(run_id)
-    run = Run(run_id, home, flow, run_warnings(Warehouse(home), run_id))
+    # the reason a failed attempt recorded is not a warning of the resumed run
+    run = Run(run_id, home, flow, [w for w in run_warnings(Warehouse(home), run_id) if w.get("what") != "failed"])
+    reserve(home)
     try:
         yield run
     except (KeyboardInterrupt, SystemExit, TerminationSignal):
@@ -186,7 +190,12 @@ def _open_run(home: str, flow: str, params: dict, resume: bool, lease: Lease) ->
         for hook in CANCEL_HOOKS:
             hook()
         raise
-    except BaseException:
-        finish_run(home, run.run_id, flow, "failed", run.warnings)
+    except BaseException as e:
+        reason = failure_reason(e, home)
+        if reason == DISK_FULL:
+            release(home)  # room to record the failure
+        finish_run(home, run.run_id, flow, "failed", run.warnings + [{"what": "failed", "message": reason}])
+        if reason == DISK_FULL:
+            raise OSError(errno.ENOSPC, reason) from e
         raise
     finish_run(home, run.run_id, flow, COMPLETED_WITH_WARNINGS if run.warnings else COMPLETED, run.warnings)

@@ -22,6 +22,8 @@ from typing import Iterable, Iterator
 
 import duckdb
 
+from warehouse.guard import without_password
+
 LAKE_DIR = "lake"
 CATALOG_FILE = "catalog.sqlite"
 CONFIG_FILE = "catalog.json"
@@ -121,7 +123,11 @@ def catalog_for(home: Path, spec: str | None = None) -> Catalog:
     config = home / LAKE_DIR / CONFIG_FILE
     if config.is_file():
         stored = json.loads(config.read_text())
-        return Catalog(home, stored.get("kind", "sqlite"), os.environ.get("MMPIPE_CATALOG_DSN", stored.get("dsn", "")))
+        dsn = stored.get("dsn", "")
+        given = (spec or os.environ.get("MMPIPE_CATALOG") or "").partition("postgres:")[2]
+        if given and without_password(given) == dsn:  # the stored DSN has no password; the given one may
+            dsn = given
+        return Catalog(home, stored.get("kind", "sqlite"), os.environ.get("MMPIPE_CATALOG_DSN", dsn))
     spec = spec or os.environ.get("MMPIPE_CATALOG") or "sqlite"
     if spec.startswith("postgres:"):
         return Catalog(home, "postgres", spec[len("postgres:"):])
@@ -225,6 +231,7 @@ def attach_script(catalog: Catalog) -> str:
     for name in ("ducklake", catalog.scanner):
         path = extension_path(name)
         lines.append(f"LOAD {_q(path)};" if path else f"INSTALL {name}; LOAD {name};")
+    catalog = Catalog(catalog.home, catalog.kind, without_password(catalog.dsn))  # printed: never a password
     lines += [catalog.attach_sql(read_only=True, copy_if_read_only_media=False) + ";", "USE lake;",
               "-- e.g. SELECT drop_reason, count(*) FROM outcomes GROUP BY 1;"]
     return "\n".join(lines)

@@ -37,8 +37,9 @@ def sample_info(wh: Warehouse, sample_ids: list[str]) -> dict[str, dict]:
 
 
 def user_sample_ids(wh: Warehouse, query: str) -> list[str]:
-    """The sample ids a user's SQL selects, run through the read-only guard like `mmpipe sql`."""
-    table = wh.query_readonly(query)
+    """The sample ids a user's SQL selects, run like `mmpipe sql` (confined, within the query limits
+    of $MMPIPE_QUERY_TIMEOUT / $MMPIPE_QUERY_MEMORY, in a capped child process)."""
+    table = wh.query_readonly(query, isolated=True)
     if "sample_id" not in table.column_names:
         raise ReadOnlyError(f"the query must return a sample_id column; it returned {', '.join(table.column_names)}")
     return [s for s in table.column("sample_id").to_pylist() if s is not None]

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.catalog import RETRYABLE, Catalog, catalog_for, connect, retrying, write_lock
-from warehouse.guard import QueryError, ReadOnlyError, check_user_query
+from warehouse.guard import QueryError, ReadOnlyError, without_password
 from warehouse.records import Records, utcnow
 from warehouse import writes
 from warehouse.writes import TableSpec
@@ -73,7 +73,7 @@ class Warehouse(Records):
         self._con = self._connection()
         if not self.catalog.exists():
             (self.catalog.lake / "catalog.json").write_text(json.dumps(
-                {"kind": self.catalog.kind, "dsn": self.catalog.dsn}, indent=1))
+                {"kind": self.catalog.kind, "dsn": without_password(self.catalog.dsn)}, indent=1))
 
     # ---- connections -------------------------------------------------------------------
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -309,25 +309,14 @@ class Warehouse(Records):
             raise LookupError(f"no snapshot of {what} in this warehouse")
         return int(rows[0]["s"])
 
-    def query_readonly(self, query: str, params: list | None = None, snapshot: int | None = None) -> pa.Table:
-        """Run a user's query: one SELECT-like statement, on a read-only attach (optionally at a snapshot)
-        whose external access is confined to the lake's own data files."""
-        con = connect(self.catalog, read_only=True, snapshot=snapshot)
-        try:
-            con.execute(f"SET allowed_directories = ['{str(self.catalog.data_path).replace(chr(39), '')}/']")
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-            statement = check_user_query(con, query)
-            result = con.execute(statement, params or [])
-            json_cols = {d[0] for d in result.description or [] if str(d[1]) == "JSON"}
-            table = result.to_arrow_table()
-            # Mark JSON columns so callers can show them as nested values rather than escaped strings.
-            schema = pa.schema([f.with_metadata({b"json": b"1"}) if f.name in json_cols else f for f in table.schema])
-            return pa.Table.from_arrays(table.columns, schema=schema)
-        except duckdb.Error as e:
-            raise QueryError(str(e).strip()) from None
-        finally:
-            con.close()
+    def query_readonly(self, query: str, params: list | None = None, snapshot: int | None = None,
+                       limits=None, isolated: bool = False) -> pa.Table:
+        """Run a user's query (warehouse.user_sql): one SELECT-like statement naming only the warehouse's
+        tables and views, on a read-only attach (optionally at a snapshot), within time and memory
+        limits; `isolated` runs it in a capped child process (what the commands do with user SQL)."""
+        from warehouse.user_sql import run_isolated, run_query
+
+        return (run_isolated if isolated else run_query)(self.catalog, query, params, snapshot, limits)
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of every user-facing table."""

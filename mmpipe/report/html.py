@@ -32,9 +32,23 @@ audio{width:260px;height:32px}.small{font-size:12px;color:#5b6473}
 """
 
 
-def esc(value) -> str:
-    """Text as HTML (None as an empty string)."""
-    return "" if value is None else html.escape(str(value))
+# C0 and C1 control characters (tab and newline stay), DEL, and lone surrogates: never put into the page.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+MAX_TEXT = 400  # characters of one text (a caption, a detail) shown in the page
+ALT_TEXT = 100
+
+
+def clean(value, limit: int = MAX_TEXT) -> str:
+    """Text as it is shown: control characters removed, shortened to `limit` characters with a note."""
+    text = _CONTROL.sub("", "" if value is None else str(value))
+    if len(text) > limit:
+        return f"{text[:limit]}… (+{len(text) - limit:,} characters)"
+    return text
+
+
+def esc(value, limit: int = MAX_TEXT) -> str:
+    """Text as HTML (None as an empty string): no control characters, long texts shortened."""
+    return "" if value is None else html.escape(clean(value, limit))
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -75,7 +89,7 @@ def table(rows: list[dict], columns: Iterable[str] | None = None, raw: Iterable[
 
 def figure(png: bytes, caption: str, alt: str) -> str:
     """A plot inlined as a PNG data: URI with its caption."""
-    return (f'<figure><img src="{data_uri(png, "image/png")}" alt="{esc(alt)}">'
+    return (f'<figure><img src="{data_uri(png, "image/png")}" alt="{esc(alt, ALT_TEXT)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
@@ -83,7 +97,7 @@ def image(preview: dict | None, alt: str) -> str:
     """A preview's <img>, or a note that the sample has none."""
     if not preview or not preview.get("data"):
         return '<div class="none">no preview</div>'
-    return (f'<img src="{data_uri(preview["data"], preview["mime"])}" alt="{esc(alt)}" '
+    return (f'<img src="{data_uri(preview["data"], preview["mime"])}" alt="{esc(alt, ALT_TEXT)}" '
             f'width="{preview.get("width") or ""}" height="{preview.get("height") or ""}">')
 
 

@@ -7,6 +7,7 @@ once: tables stream into parts while planning, Parquet and datasets are read by 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mmpipe.sources.budget import MAX_RUN_BYTES, MAX_TAR_BYTES, reset_run, tar_budget
 from mmpipe.sources.fetch import FetchConfig
 from mmpipe.sources.table import MAX_FILE_BYTES, TABLE_SUFFIXES, TableColumns
 from mmpipe.sources.webdataset import MAX_MEMBER_BYTES, TAR_SUFFIXES
@@ -36,6 +38,8 @@ class SourceSpec:
     max_file_bytes: int = MAX_FILE_BYTES
     max_member_bytes: int = MAX_MEMBER_BYTES
     allowed_roots: tuple[str, ...] = ()
+    max_tar_bytes: int = MAX_TAR_BYTES
+    max_run_bytes: int = MAX_RUN_BYTES
 
     def resolved_kind(self) -> str:
         if self.kind is not None and self.kind not in KINDS:
@@ -89,13 +93,26 @@ def detect_kind(path: str) -> str:
     raise FileNotFoundError(f"source not found: {path}")
 
 
+class EmptySource(ValueError):
+    """A source that holds nothing to read (an empty folder or table)."""
+
+
 def plan_shards(spec: SourceSpec, workdir: str | Path | None = None) -> list[Shard]:
     """Split a source into shards, in a stable order (first seen = lowest shard, lowest row).
 
     CSV and JSONL tables are streamed once into Parquet parts under `workdir` (a temporary
     folder when None); the flows pass a folder of the run, so a resumed run plans the same shards.
+    A source with nothing in it is EmptySource: a run over it fails rather than make an empty version.
     """
+    shards = _plan(spec, workdir)
+    if not shards:
+        raise EmptySource(f"the source {spec.path} holds no samples: nothing to curate, no version made")
+    return shards
+
+
+def _plan(spec: SourceSpec, workdir: str | Path | None) -> list[Shard]:
     kind = spec.resolved_kind()
+    reset_run(spec)  # the run's decompressed-bytes budget starts here (per process under Dask)
     if kind == "webdataset":
         from mmpipe.sources.webdataset import expand_shards
 
@@ -137,7 +154,8 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
     if shard.kind == "webdataset":
         from mmpipe.sources.webdataset import read_tar
 
-        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes)
+        budget = tar_budget(Path(shard.path), spec, spec.max_tar_bytes, spec.max_run_bytes)
+        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
     if shard.kind == "folder":
         from mmpipe.sources.folder import read_entries
 
@@ -157,19 +175,24 @@ def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, s
         return read_records(records, Path(spec.path), source, cols, spec.modality,
                             f"{spec.split or 'train'}:", shard.index), None
     origin = Path(shard.origin or spec.path)
+    errors: list[str] = []
     if shard.row_groups:
-        try:
-            records = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
-        except (pa.ArrowException, OSError) as e:  # a corrupt row group: the shard broke, the run goes on
-            from mmpipe.schema import batch_from_rows
-
-            return batch_from_rows([], shard.index), (f"rows {shard.start}-{shard.stop} of {origin.name} cannot be "
-                                                      f"read ({type(e).__name__}: {str(e).strip()[:160]})")
+        # a corrupt row group loses exactly its rows (recorded, with the range); the others are read
+        records, errors = read_parquet_rows(shard.path, shard.row_groups, shard.start, cols)
     else:
         import pyarrow.parquet as pq
 
         records = pq.read_table(shard.path).to_pylist()
-    return read_records(records, origin.parent, source, cols, spec.modality, f"{origin.name}:", shard.index), None
+    batch = read_records(records, origin.parent, source, cols, spec.modality, f"{origin.name}:", shard.index)
+    return batch, "; ".join(errors) or None
+
+
+def _has_a_file(folder: Path) -> bool:
+    """Whether a folder tree holds any file (stops at the first: cheap on a big folder)."""
+    for _, _, files in os.walk(folder):
+        if files:
+            return True
+    return False
 
 
 def validate(spec: SourceSpec) -> str:
@@ -182,6 +205,8 @@ def validate(spec: SourceSpec) -> str:
             raise FileNotFoundError(f"no .tar/.tgz shards in {spec.path}")
     elif kind == "folder" and not Path(spec.path).is_dir():
         raise FileNotFoundError(f"not a folder: {spec.path}")
+    elif kind == "folder" and not _has_a_file(Path(spec.path)):
+        raise EmptySource(f"the folder {spec.path} holds no files: nothing to curate, no version made")
     elif kind == "table":
         from mmpipe.sources.table import column_names, resolve_columns
 

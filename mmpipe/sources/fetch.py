@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 
@@ -13,8 +15,8 @@ import httpx
 class FetchConfig:
     """How URLs are fetched; a failure becomes the drop reason `fetch_failed` with a detail, never a crash.
 
-    `timeout_s` bounds each network wait; `deadline_s` bounds one whole attempt, so a server that
-    trickles a byte at a time cannot hold a run.
+    `timeout_s` bounds each network wait; `deadline_s` bounds the whole fetch of a URL (connecting,
+    response headers, body and retries), so a server that trickles a byte at a time cannot hold a run.
     """
 
     timeout_s: float = 10.0
@@ -33,13 +35,77 @@ class _Deadline(Exception):
     pass
 
 
+_deadline = threading.local()  # when the fetch on this thread must be done (time.monotonic())
+
+
+def _clamp(timeout: float | None) -> float | None:
+    """A network wait no longer than what is left of this thread's fetch deadline."""
+    end = getattr(_deadline, "at", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("past the fetch's overall deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the fetch's deadline, so a
+    server that trickles its response headers a byte at a time cannot hold a fetch."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _clamp(timeout)))
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend with connects and streams bounded by the fetch deadline."""
+
+    def __init__(self):
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return _DeadlineStream(self._inner.connect_tcp(host, port, _clamp(timeout), local_address, socket_options))
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self._inner.connect_unix_socket(path, _clamp(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(limits: httpx.Limits) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(limits=limits)
+    pool = getattr(transport, "_pool", None)
+    if hasattr(pool, "_network_backend"):  # httpx does not expose the backend; without it the body is still bounded
+        pool._network_backend = _DeadlineBackend()
+    return transport
+
+
 def _fetch_one(client: httpx.Client, url: str, cfg: FetchConfig) -> tuple[bytes | None, str | None]:
     """(bytes, None) or (None, detail): http_<status>, timeout, too_large, redirect_refused, connection."""
     failure = "error"
+    end = time.monotonic() + cfg.deadline_s  # one deadline for the URL: connecting, headers, body, retries
     for attempt in range(cfg.retries + 1):
         if attempt:
             time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
-        start = time.monotonic()
+        if time.monotonic() >= end:
+            return None, "timeout"
+        _deadline.at = end
         try:
             with client.stream("GET", url) as r:
                 if r.status_code != 200:
@@ -55,7 +121,7 @@ def _fetch_one(client: httpx.Client, url: str, cfg: FetchConfig) -> tuple[bytes 
                     size += len(chunk)
                     if size > cfg.max_bytes:
                         return None, "too_large"
-                    if time.monotonic() - start > cfg.deadline_s:
+                    if time.monotonic() > end:
                         raise _Deadline
                     chunks.append(chunk)
                 return b"".join(chunks), None
@@ -66,6 +132,8 @@ def _fetch_one(client: httpx.Client, url: str, cfg: FetchConfig) -> tuple[bytes 
             return None, "redirect_refused"
         except httpx.HTTPError:
             failure = "connection"
+        finally:
+            _deadline.at = None
     return None, failure
 
 
@@ -75,7 +143,7 @@ def fetch_all(urls: list[str], cfg: FetchConfig | None = None) -> list[tuple[byt
     if not urls:
         return []
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-    with httpx.Client(timeout=cfg.timeout_s, follow_redirects=True, max_redirects=5, limits=limits,
+    with httpx.Client(timeout=cfg.timeout_s, follow_redirects=True, max_redirects=5, transport=_transport(limits),
                       headers={"User-Agent": cfg.user_agent}) as client:
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             return list(pool.map(lambda u: _fetch_one(client, u, cfg), urls))

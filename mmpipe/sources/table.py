@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -51,7 +50,7 @@ def _kind(path: Path) -> str:
 def _first_json_record(path: Path, look: int = 1000) -> dict:
     """The first parseable object among the first `look` lines (its keys name the columns)."""
     with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
+        for n, line in enumerate(_bounded_lines(f), 1):
             if n > look:
                 break
             if line.strip():
@@ -80,7 +79,7 @@ def column_names(path: str | Path) -> list[str]:
         return _parquet(path).schema_arrow.names
     if kind == "csv":
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            return next(csv.reader(f), [])
+            return next(csv.reader(_bounded_lines(f)), [])
     return list(_first_json_record(path))
 
 
@@ -110,18 +109,64 @@ def _text_of(value) -> tuple[str | None, str | None]:
     return str(value), None
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one CSV/JSONL line (a row's caption and path): more is not a row
+_OVERLONG = "\x00mmpipe-overlong-line"
+
+
+def _bounded_lines(f, limit: int | None = None):
+    """A file's lines, each read at most `limit` (MAX_LINE_BYTES) long: a longer one is skipped in
+    chunks and stands as a marker line, so one endless line cannot fill memory."""
+    limit = limit or MAX_LINE_BYTES
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith("\n" if isinstance(line, str) else b"\n"):
+            while (more := f.readline(limit)) and not more.endswith("\n" if isinstance(more, str) else b"\n"):
+                pass
+            line = _OVERLONG + "\n" if isinstance(line, str) else _OVERLONG.encode() + b"\n"
+        yield line
+
+
+def _overlong(row: int, where: str) -> dict:
+    return {"_row": row, "media": None, "text": None, "_problem": "bad_metadata",
+            "_detail": f"{where} is longer than {MAX_LINE_BYTES} bytes"}
+
+
+def _csv_records(path: Path, media: str, text: str | None) -> Iterator[dict]:
+    csv.field_size_limit(MAX_LINE_BYTES)
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(_bounded_lines(f))
+        row = 0
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a field over the limit: this row is lost, the reader goes on
+                yield {"_row": row, "media": None, "text": None, "_problem": "bad_metadata",
+                       "_detail": f"line {reader.line_num}: {e}"}
+            else:
+                if _OVERLONG in (next(iter(rec.values()), None) or ""):
+                    yield _overlong(row, f"line {reader.line_num}")
+                else:
+                    yield _record(row, rec.get(media), rec.get(text) if text else None)
+            row += 1
+
+
 def _records(path: Path, kind: str, media: str, text: str | None) -> Iterator[dict]:
     """(row, media value, text, problem, detail) of a CSV or JSONL file, one record at a time."""
     if kind == "csv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
-            for row, rec in enumerate(csv.DictReader(f)):
-                yield _record(row, rec.get(media), rec.get(text) if text else None)
+        yield from _csv_records(path, media, text)
         return
     with path.open("rb") as f:
         row = 0
-        for n, line in enumerate(f, 1):
+        for n, line in enumerate(_bounded_lines(f), 1):
             if not line.strip():
+                continue
+            if line.startswith(_OVERLONG.encode()):
+                yield _overlong(row, f"line {n}")
+                row += 1
                 continue
             try:
                 rec = json.loads(line.decode("utf-8"))
@@ -205,16 +250,44 @@ def parquet_groups(path: str | Path, shard_size: int) -> list[tuple[tuple[int, .
     return out
 
 
-def read_parquet_rows(path: str | Path, groups: tuple[int, ...], first_row: int, cols: TableColumns) -> list[dict]:
-    """The records of some row groups of a Parquet source, in PART_SCHEMA's shape (media may be bytes)."""
+MAX_ROW_GROUP_BYTES = 2 * 1024**3  # a row group's uncompressed size (its footer says) read in one go
+
+
+def _lost_rows(first: int, n: int, detail: str) -> list[dict]:
+    """Placeholder records for rows that cannot be read: each an occurrence dropped with the range."""
+    return [{"_row": first + i, "media": None, "text": None, "_problem": "unreadable_rows", "_detail": detail}
+            for i in range(min(n, 1_000_000))]
+
+
+def read_parquet_rows(path: str | Path, groups: tuple[int, ...], first_row: int, cols: TableColumns
+                      ) -> tuple[list[dict], list[str]]:
+    """The records of some row groups of a Parquet source, in PART_SCHEMA's shape (media may be bytes),
+    and what could not be read: a corrupt (or oversized) row group is a loss of exactly its rows, each
+    recorded as `unreadable_rows` with the range; the other row groups are read."""
     pf = _parquet(path)
     media, text = resolve_columns(pf.schema_arrow.names, cols)
-    table = pf.read_row_groups(list(groups), columns=[c for c in (media, text) if c])  # may raise: see read_shard
-    medias = table.column(media).to_pylist()
-    texts = table.column(text).to_pylist() if text else [None] * len(medias)
-    out = []
-    for i, (m, t) in enumerate(zip(medias, texts)):
-        value, bad = _text_of(t)
-        out.append({"_row": first_row + i, "media": m, "text": value,
-                    "_problem": "caption_encoding" if bad else None, "_detail": bad})
-    return out
+    out: list[dict] = []
+    errors: list[str] = []
+    row = first_row
+    for g in groups:
+        meta = pf.metadata.row_group(g)
+        span = f"rows {row}-{row + meta.num_rows - 1} of {Path(path).name} (row group {g})"
+        try:
+            if meta.total_byte_size > MAX_ROW_GROUP_BYTES:
+                raise ValueError(f"{meta.total_byte_size} bytes uncompressed > {MAX_ROW_GROUP_BYTES}")
+            table = pf.read_row_group(g, columns=[c for c in (media, text) if c])
+        except (pa.ArrowException, OSError, ValueError) as e:
+            detail = f"{span}: {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+            out.extend(_lost_rows(row, meta.num_rows, detail))
+            errors.append(f"{span} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                          "those rows are recorded as unreadable_rows")
+            row += meta.num_rows
+            continue
+        medias = table.column(media).to_pylist()
+        texts = table.column(text).to_pylist() if text else [None] * len(medias)
+        for m, t in zip(medias, texts):
+            value, bad = _text_of(t)
+            out.append({"_row": row, "media": m, "text": value,
+                        "_problem": "caption_encoding" if bad else None, "_detail": bad})
+            row += 1
+    return out, errors

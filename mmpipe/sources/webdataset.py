@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 from braceexpand import braceexpand
 
+from mmpipe.sources.budget import BudgetExceeded, TarBudget
 from mmpipe.schema import batch_from_rows, content_sha256, drop, missing_sample_id, sample_id
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff")
@@ -52,7 +53,7 @@ def _failed_downloads(tar_path: Path, source: str, modality: str) -> tuple[list[
         records = table.to_pylist() if "status" in table.column_names else []
     except (pa.ArrowException, OSError, ValueError) as e:
         return [], f"img2dataset metadata {meta.name} is unreadable ({type(e).__name__}: {str(e)[:160]}); " \
-                   "its failed downloads are not accounted for"
+                   "the tar's samples were all read, but the failed downloads it lists are not accounted for"
     rows = []
     for r in records:
         if r.get("status") == "success":
@@ -75,29 +76,56 @@ def _has_end_marker(path: Path, offset: int) -> bool:
     return len(tail) == 1024 and not tail.strip(b"\x00")
 
 
-def _members(tar_path: Path, max_member_bytes: int) -> tuple[dict[str, dict[str, bytes | int]], str | None]:
-    """key -> {ext: bytes, or the size of a member over the cap}, in tar order; and a read error."""
-    groups: dict[str, dict[str, bytes | int]] = {}
+NOT_A_FILE = "not_a_file"  # a member that is a link, device, fifo: accounted for, never followed
+
+
+def _members(tar_path: Path, max_member_bytes: int, budget: TarBudget | None = None
+             ) -> tuple[dict[str, dict[str, bytes | int | tuple]], str | None]:
+    """key -> {ext: bytes, the size of a member over the cap, or (NOT_A_FILE, kind) / (budget, why)},
+    in tar order; and a read error (a tar that broke off, or one that ran past its budget)."""
+    groups: dict[str, dict[str, bytes | int | tuple]] = {}
     error = None
     try:
         with tarfile.open(tar_path, "r:*") as tf:
             for member in tf:
-                if not member.isfile():
-                    continue  # links, devices and folders are never followed
+                if member.isdir():
+                    continue
                 key, ext = _split(member.name)
                 if Path(key).name.startswith((".", "_")):
                     continue
+                if not member.isfile():
+                    groups.setdefault(key, {})[ext] = (NOT_A_FILE, _KINDS.get(member.type, "special member"))
+                    continue
+                try:
+                    if budget is not None:
+                        budget.charge(member.size)  # streaming past a skipped member decompresses it too
+                except BudgetExceeded as e:
+                    groups.setdefault(key, {})[ext] = ("budget_exceeded", str(e))
+                    error = f"stopped reading: the next member would pass {e}; members after it were not read"
+                    break
                 if member.size > max_member_bytes:
                     groups.setdefault(key, {})[ext] = member.size  # skipped unread; streamed past
                     continue
                 f = tf.extractfile(member)
                 groups.setdefault(key, {})[ext] = f.read() if f else b""
             end = tf.offset
-        if not _has_end_marker(tar_path, end):
-            error = "the tar ends without its end-of-archive marker (truncated?)"
+        if error is None and not _has_end_marker(tar_path, end):
+            error = "the tar ends without its end-of-archive marker (truncated?); members after the cut were not read"
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        error = f"{type(e).__name__}: {e}"
+        error = f"broke off while reading ({type(e).__name__}: {e}); samples after the break were not read"
     return groups, error
+
+
+_KINDS = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "character device",
+          tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
+
+
+def _refused_member(files: dict, key: str, exts: tuple[str, ...]) -> tuple[str, str] | None:
+    """(reason, detail) when the sample's media or caption member is a link or over the budget."""
+    for ext, value in files.items():
+        if isinstance(value, tuple) and (ext in exts or not any(isinstance(v, bytes) for v in files.values())):
+            return value[0], f"{key}.{ext}: {value[1]}"
+    return None
 
 
 def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, max_member_bytes: int) -> dict:
@@ -106,7 +134,8 @@ def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, m
     source_key = f"{tar_path.name}/{key}"
     row = {"modality": modality, "source": source, "source_key": source_key,
            "uri": f"{tar_path}#{key}.{media_ext or ''}", "text": None, "keep": True}
-    problem: tuple[str, str | None] | None = None
+    problem: tuple[str, str | None] | None = _refused_member(files, key, media_exts + TEXT_EXTS + ("json",))
+    files = {e: v for e, v in files.items() if not isinstance(v, tuple)}
     meta = {}
     if isinstance(files.get("json"), bytes):
         try:
@@ -115,7 +144,7 @@ def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, m
                 raise ValueError("not a JSON object")
             row["meta"] = json.dumps(meta)
         except (ValueError, UnicodeDecodeError) as e:
-            meta, problem = {}, ("bad_metadata", f"{key}.json: {str(e)[:120]}")
+            meta, problem = {}, problem or ("bad_metadata", f"{key}.json: {str(e)[:120]}")
     text_ext = next((e for e in TEXT_EXTS if e in files), None)
     if text_ext and isinstance(files[text_ext], int):
         problem = problem or ("file_too_large", f"{key}.{text_ext}: {files[text_ext]} bytes")
@@ -141,13 +170,15 @@ def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, m
 
 
 def read_tar(path: str, source: str, modality: str = "image", shard_index: int = 0,
-             max_member_bytes: int = MAX_MEMBER_BYTES) -> tuple[pa.Table, str | None]:
-    """All samples of one shard as a batch, and an error if the tar broke off midway.
+             max_member_bytes: int = MAX_MEMBER_BYTES, budget: TarBudget | None = None) -> tuple[pa.Table, str | None]:
+    """All samples of one shard as a batch, and an error if the tar broke off midway or ran past its budget.
 
-    Members over `max_member_bytes` are skipped unread (the sample is dropped as file_too_large).
+    Members over `max_member_bytes` are skipped unread (the sample is dropped as file_too_large); the
+    member that would pass the decompressed-bytes budget is dropped as budget_exceeded and reading stops;
+    links and devices are samples dropped as not_a_file.
     """
     tar_path = Path(path)
-    groups, error = _members(tar_path, max_member_bytes)
+    groups, error = _members(tar_path, max_member_bytes, budget)
     rows = [_sample(k, files, tar_path, source, modality, max_member_bytes) for k, files in groups.items()]
     failed, meta_error = _failed_downloads(tar_path, source, modality)
     rows.extend(failed)

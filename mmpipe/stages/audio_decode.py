@@ -73,6 +73,9 @@ def decode_clip(content: bytes, config: AudioDecodeConfig | None = None) -> tupl
     if not content:
         raise AudioDecodeError("empty_file")
     rate, _, declared = probe(content)
+    if declared and declared > config.max_duration_s:
+        # refused before decoding: an hour of compressed silence decodes to gigabytes of samples
+        raise AudioDecodeError("too_long", f"{declared:.1f}s declared > {config.max_duration_s}s")
     try:
         audio = decode_audio(io.BytesIO(content), sampling_rate=SAMPLE_RATE)
     except Exception as e:  # noqa: BLE001 - PyAV raises many kinds for broken input

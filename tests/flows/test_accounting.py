@@ -105,7 +105,8 @@ def test_a_shard_that_breaks_off_ends_the_run_with_a_warning(prefect_harness, tm
     out = CliRunner().invoke(app, ["curate", str(tmp_path / "s-{0..1}.tar"), "--name", "b", "--clip-model", "none",
                                    "--min-side", "64", "--home", str(home)])
     assert out.exit_code == 0, out.output
-    assert "completed with 1 warning" in out.output and "s-1.tar broke off" in out.output
+    assert "completed with 1 warning" in out.output and "s-1.tar: " in out.output
+    assert "broke off" in out.output or "members after the cut were not read" in out.output
     run = Warehouse(home).query_readonly("SELECT status, warnings FROM run_summary").to_pylist()[0]
     assert run == {"status": "completed_with_warnings", "warnings": 1}
 

@@ -112,13 +112,76 @@ def test_a_full_disk_is_one_clear_line_and_a_rerun_resumes(prefect_harness, tmp_
     assert wh.query_readonly("SELECT kept FROM run_summary").column("kept").to_pylist() == [6]
 
 
-def test_an_empty_source_is_an_empty_dataset(prefect_harness, tmp_path):
+def test_a_really_full_disk_is_named_and_the_run_marked_failed_then_resumed(prefect_harness, tmp_path, monkeypatch):
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    from mmpipe.cli import app
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("filling a small filesystem needs root in a container that allows mount")
+    try:
+        with tarfile.open(tmp_path / "s.tar", "w") as tf:
+            for i in range(6):
+                buf = io.BytesIO()
+                Image.new("RGB", (96, 96), (40 * i, 10, 10)).save(buf, "JPEG")
+                for name, data in ((f"{i}.jpg", buf.getvalue()), (f"{i}.txt", f"a red picture {i}".encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        real = Warehouse.write_many
+        filler = mnt / "filler"
+
+        def fill_then_write(self, tables, message=None):
+            if "decisions" in tables and not filler.exists():  # the disk fills up mid-run, for real
+                with filler.open("wb") as f:
+                    try:
+                        while True:
+                            f.write(b"\0" * 65536)
+                    except OSError:
+                        pass
+            return real(self, tables, message)
+
+        monkeypatch.setattr(Warehouse, "write_many", fill_then_write)
+        home = mnt / "home"
+        args = ["curate", str(tmp_path / "s.tar"), "--name", "d", "--clip-model", "none", "--min-side", "64",
+                "--dedup-hamming", "-1", "--home", str(home)]
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 1 and "the disk is full" in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+        filler.unlink()
+        row = Warehouse(home).sql("SELECT status, warnings FROM runs").to_pylist()
+        assert [r["status"] for r in row] == ["failed"]
+        assert any("the disk is full" in w["message"] for w in json.loads(row[0]["warnings"]))
+        monkeypatch.setattr(Warehouse, "write_many", real)
+        again = CliRunner().invoke(app, args)
+        assert again.exit_code == 0, again.output
+        runs = Warehouse(home).sql("SELECT status, warnings FROM runs").to_pylist()
+        assert [r["status"] for r in runs] == ["completed"] and json.loads(runs[0]["warnings"] or "[]") == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_an_empty_source_fails_in_one_line_and_makes_no_version(prefect_harness, tmp_path):
     from flows.curate import curate_flow
+    from mmpipe.cli import app
+    from mmpipe.sources import EmptySource
 
     (tmp_path / "empty").mkdir()
-    result = curate_flow(str(tmp_path / "empty"), "e", home=str(tmp_path / "home"), clip_model="none")
-    assert result["ingested"] == 0 and result["dataset"]["n_samples"] == 0
-    assert Path(result["dataset"]["out_dir"], "sizes.json").read_text().strip() == "{}"
+    out = CliRunner().invoke(app, ["curate", str(tmp_path / "empty"), "--name", "e", "--clip-model", "none",
+                                   "--home", str(tmp_path / "home")])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1 and "holds no files" in out.output
+    (tmp_path / "t.csv").write_text("url,caption\n")  # a table with no rows: found once the run plans it
+    with pytest.raises(EmptySource, match="holds no samples"):
+        curate_flow(str(tmp_path / "t.csv"), "e", home=str(tmp_path / "home"), clip_model="none")
+    wh = Warehouse(tmp_path / "home")
+    assert wh.sql("SELECT count(*) AS n FROM datasets").column("n").to_pylist() == [0]
+    assert wh.sql("SELECT status FROM runs").column("status").to_pylist() == ["failed"]
 
 
 def test_a_read_only_home_can_be_queried(tmp_path):

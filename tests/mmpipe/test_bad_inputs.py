@@ -96,9 +96,9 @@ def test_each_table_is_parsed_once_however_many_shards(tmp_path, monkeypatch):
     pq.write_table(pa.table({"url": ["a.jpg"] * 1000, "caption": [f"c {i}" for i in range(1000)]}),
                    tmp_path / "big.parquet", row_group_size=250)
     reads = []
-    real_groups = pq.ParquetFile.read_row_groups
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", lambda self, g, **kw: reads.append(tuple(g)) or
-                        real_groups(self, g, **kw))
+    real_group = pq.ParquetFile.read_row_group  # each row group read once, on its own
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, **kw: reads.append((g,)) or
+                        real_group(self, g, **kw))
     spec = SourceSpec(str(tmp_path / "big.parquet"), shard_size=100)
     batch = pa.concat_tables([read_shard(spec, s, "t")[0] for s in plan_shards(spec)])
     assert batch.num_rows == 1000 and sorted(g for r in reads for g in r) == [0, 1, 2, 3]
@@ -191,6 +191,7 @@ def test_a_corrupt_img2dataset_parquet_does_not_lose_the_tar(tmp_path):
     (tmp_path / "00000.parquet").write_bytes(b"PAR1" + os.urandom(200) + b"PAR1")
     batch, error = read_shard(SourceSpec(str(tmp_path)), plan_shards(SourceSpec(str(tmp_path)))[0], "t")
     assert batch.num_rows == 1 and batch["keep"][0].as_py() and "unreadable" in error
+    assert "samples were all read" in error and "not read" not in error  # the warning tells the truth
     assert json.loads(json.dumps(error))  # a plain message, recorded as the run's warning
 
 
@@ -206,8 +207,9 @@ def test_a_parquet_with_flipped_bytes_is_a_named_error_not_a_traceback(tmp_path)
     shards = plan_shards(spec)
     results = [read_shard(spec, s, "t") for s in shards]
     errors = [e for _, e in results if e]
-    assert errors and "bad.parquet" in errors[0] and "rows 0-25" in errors[0]
-    assert sum(b.num_rows for b, _ in results) == 25  # the other row group is read and accounted
+    assert errors and "bad.parquet" in errors[0] and "rows 0-24" in errors[0]
+    assert sum(b.num_rows for b, _ in results) == 50  # the other row group is read; the lost rows are recorded
+    assert results[0][0]["drop_reason"].to_pylist() == ["unreadable_rows"] * 25
     (tmp_path / "footer.parquet").write_bytes(bytes(data[:-20]) + b"\x00" * 16 + b"PAR1")
     with pytest.raises(ValueError, match="not a readable Parquet file"):
         plan_shards(SourceSpec(str(tmp_path / "footer.parquet")))
