@@ -51,8 +51,10 @@ def index(dataset: DatasetArg,
           kind: Annotated[str, typer.Option(help="auto (exact up to 50k, HNSW up to 2M, IVF-PQ beyond), flat, "
                                                  "hnsw or ivfpq.")] = "auto",
           clip_model: ModelOpt = None, clip_pretrained: PretrainedOpt = None, home: HomeOpt = None) -> None:
-    """Build faiss indexes over a version's image and text embeddings, and export the embeddings as
-    .npy shards + metadata Parquet (clip-retrieval's layout) under <home>/indexes/NAME/VERSION."""
+    """Build faiss indexes over a version's stored CLIP embeddings (for `mmpipe search`).
+
+    The embeddings are exported beside them as .npy shards + metadata Parquet (clip-retrieval's layout)
+    under <home>/indexes/NAME/VERSION."""
     from mmpipe.search import KINDS
 
     if kind not in KINDS:
