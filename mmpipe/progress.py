@@ -8,6 +8,7 @@ kept separately by the flows (flows/runners.py); this module stays free of Prefe
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -49,8 +50,11 @@ class Bar:
 
     def __init__(self, total: int | None, description: str, unit: str = "shard") -> None:
         self.samples, self.started = 0, time.monotonic()
+        # A terminal that reports no size (a bare pseudo-terminal, some CI consoles) gets nothing from
+        # tqdm (it reads -1 rows); shutil falls back to a usual size there.
+        size = shutil.get_terminal_size((100, 24))
         self.bar = tqdm(total=total, desc=description, unit=unit, disable=not shown(), mininterval=1.0,
-                        dynamic_ncols=True, file=sys.stderr, leave=True)
+                        ncols=min(size.columns, 160), nrows=size.lines, file=sys.stderr, leave=True)
 
     def update(self, n: int = 1, samples: int = 0) -> None:
         """`n` more units done, holding `samples` more samples."""
