@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-import click
 import typer
 import typer.core
 
@@ -29,7 +28,7 @@ PANELS = {  # the help's groups, in order: what a user came to do
 class GroupedHelp(typer.core.TyperGroup):
     """Plain-text help with the commands in panels (`rich_help_panel`) and each one's first sentence whole."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:  # typer's own click's formatter
         by_panel: dict[str, list[tuple[str, str]]] = {}
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
