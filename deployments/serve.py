@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 SPEC = Path(__file__).with_name("prefect.yaml")
 REPO = Path(__file__).resolve().parent.parent
 POOL = "mmpipe-process"
+MODEL_VARIABLES = ("mmpipe_clip_model", "mmpipe_clip_pretrained", "mmpipe_whisper_model")
 _VARIABLE = re.compile(r"\{\{\s*prefect\.variables\.(\w+)\s*\}\}")
 
 
@@ -65,14 +67,25 @@ def runner_deployments(schedules: bool = True, only: list[str] | None = None, in
                     for t in spec.get("triggers", [])]
         out.append(_flow(spec["entrypoint"]).to_deployment(
             name=spec["name"], parameters=params, triggers=triggers or None, description=spec.get("description"),
-            tags=spec.get("tags"), concurrency_limit=spec.get("concurrency_limit"),
+            tags=spec.get("tags"), concurrency_limit=_concurrency(spec.get("concurrency_limit")),
             **{k: v for k, v in kwargs.items() if v}))
     return out
 
 
-def setup(gpu_slots: int = 1, image_source: str | None = None, audio_source: str | None = None) -> None:
+def _concurrency(value: Any) -> Any:
+    """prefect.yaml's `concurrency_limit` (a number, or limit + collision_strategy) for `to_deployment`."""
+    if not isinstance(value, dict):
+        return value
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    return ConcurrencyLimitConfig(**value)
+
+
+def setup(gpu_slots: int = 1, image_source: str | None = None, audio_source: str | None = None,
+          models: dict[str, str] | None = None) -> None:
     """On the current Prefect server: the process work pool, a concurrency limit on the `gpu` tag
-    (one GPU task at a time per slot), and the source variables the schedules read."""
+    (one GPU task at a time per slot), the source variables the schedules read, and the model variables
+    (`models`, else those already set, else offline-safe defaults: see `set_model_variables`)."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -92,6 +105,7 @@ def setup(gpu_slots: int = 1, image_source: str | None = None, audio_source: str
     for name, value in (("mmpipe_image_source", image_source), ("mmpipe_audio_source", audio_source)):
         if value is not None:
             Variable.set(name, value, overwrite=True)
+    set_model_variables(models)
 
 
 def serve(schedules: bool = True, only: list[str] | None = None, interval_s: float | None = None,
@@ -99,4 +113,63 @@ def serve(schedules: bool = True, only: list[str] | None = None, interval_s: flo
     """Serve the deployments in this process until interrupted (runs happen here, no worker needed)."""
     from prefect import serve as prefect_serve
 
+    set_model_variables()
     prefect_serve(*runner_deployments(schedules, only, interval_s, parameters))
+
+
+def set_model_variables(given: dict[str, str] | None = None, home: str | None = None) -> dict[str, str]:
+    """The models the scheduled flows use, as Prefect variables: those `given`, else the ones already
+    set on the server, else `default_models` (with a warning on stderr when those are offline ones)."""
+    from prefect.variables import Variable
+
+    current = {n: Variable.get(n, default=None) for n in MODEL_VARIABLES}
+    given = {n: v for n, v in (given or {}).items() if v is not None}
+    missing = [n for n in MODEL_VARIABLES if n not in given and current[n] is None]
+    defaults: dict[str, str] = {}
+    if missing:
+        defaults, warnings = default_models(home)
+        for about, message in warnings.items():
+            if any(about in n for n in missing):
+                print(f"warning: {message}", file=sys.stderr)
+    chosen = {n: given.get(n, current[n] if current[n] is not None else defaults.get(n)) for n in MODEL_VARIABLES}
+    for name, value in chosen.items():
+        if value != current[name]:
+            Variable.set(name, value, overwrite=True)
+    return chosen
+
+
+def default_models(home: str | None = None, online: bool | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The production models when their hub is reachable; offline, the home's demo filter (or no CLIP
+    filter when the home has none) and the Whisper model installed with the demo extra; with why."""
+    from mmpipe.home import resolve_home
+    from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP, WHISPER_MODEL
+
+    if online if online is not None else hub_reachable():
+        return ({"mmpipe_clip_model": CLIP_MODEL, "mmpipe_clip_pretrained": CLIP_PRETRAINED,
+                 "mmpipe_whisper_model": WHISPER_MODEL}, {})
+    root = resolve_home(home)
+    filters = sorted((root / "models" / "demo-filter").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    how = "set the Prefect variables mmpipe_clip_model/mmpipe_clip_pretrained/mmpipe_whisper_model to choose"
+    if filters:
+        clip = {"mmpipe_clip_model": TINY_CLIP, "mmpipe_clip_pretrained": str(filters[-1])}
+        said = f"no CLIP model given and no network: the curation uses the demo's filter {filters[-1]} ({how})"
+    else:
+        clip = {"mmpipe_clip_model": "none", "mmpipe_clip_pretrained": ""}
+        said = (f"no CLIP model given, no network and no demo filter in {root}: the curation scores nothing "
+                f"(no CLIP filter; {how})")
+    return ({**clip, "mmpipe_whisper_model": "tiny.en"},
+            {"clip": said, "whisper": f"no Whisper model given and no network: the transcription uses tiny.en ({how})"})
+
+
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    """Whether the model hub answers (never tried with HF_HUB_OFFLINE=1, as in tests)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from flows.runners import run_name, task_runner
+from flows.runners import gather, run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.schema import MAX_PIXELS
 from tasks.ingest import ingest_batch, scan_folder_task
@@ -23,8 +23,9 @@ def ingest_flow(folder: str, name: str, home: str | None = None, batch_size: int
         run_id = run.run_id
         entries = scan_folder_task(folder)
         batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
-        results = ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),
-                                   source=unmapped(name), max_pixels=unmapped(max_pixels)).result()
+        results = gather(ingest_batch.map(batches, range(len(batches)), run_id=unmapped(run_id), home=unmapped(home),
+                                          source=unmapped(name), max_pixels=unmapped(max_pixels)),
+                         f"Ingesting, run {run_id}")
         new_samples = settle_samples(home, run_id)
         counts = publish_outcomes(home, run_id, "ingest", name)
     return {

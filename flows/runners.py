@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from tqdm import tqdm
+
+from mmpipe.progress import Bar, samples_in
 
 RUNNERS = ("local", "dask")
 GPU = "GPU"  # the Dask worker resource a model task needs one of when workers declare it
@@ -211,7 +212,7 @@ def per_shard(task: Task, description: str, mapped: dict[str, list], **fixed: An
         results = []
         for i in range(n):
             results.append(task(**{k: v[i] for k, v in mapped.items()}, **fixed))
-            tick()
+            tick(results[-1])
         return results
 
 
@@ -246,7 +247,7 @@ def flows_side_by_side(calls: list[tuple[str, Flow, dict]], description: str) ->
             results = []
             for _, flow, params in calls:
                 results.append(flow(**params))
-                tick()
+                tick(None)
             return results
     with model_resources():
         futures = [_flow_on_a_worker.submit(label, flow, params) for label, flow, params in calls]
@@ -256,31 +257,36 @@ def flows_side_by_side(calls: list[tuple[str, Flow, dict]], description: str) ->
 def gather(futures: list, description: str) -> list:
     """The results of submitted tasks in order, with a bar and a progress artifact that move as they finish."""
     with _Progress(len(futures), description) as tick:
-        for _ in as_completed(futures):
-            tick()
+        for future in as_completed(futures):
+            try:
+                done = future.result()
+            except Exception:  # noqa: BLE001 - raised below, in order, by the caller's result
+                done = None
+            tick(done)
     return [f.result() for f in futures]
 
 
 class _Progress:
-    """A tqdm bar in the terminal (counts and rate) and a Prefect progress artifact, updated on each 5%
-    step at most once a second (each update is an API call in the flow's thread) and at the end."""
+    """A terminal bar (mmpipe.progress: shards, samples, rates and time left, on a TTY only) and a Prefect
+    progress artifact, updated on each 5% step at most once a second (each update is an API call in the
+    flow's thread) and at the end."""
 
     def __init__(self, n: int, description: str) -> None:
         self.n, self.done = n, 0
         self.artifact = create_progress_artifact(0.0, description=description)
-        self.bar = tqdm(total=n, desc=description.split(",")[0], unit="shard", disable=None)
+        self.bar = Bar(n, description.split(",")[0])
         self.shown, self.shown_at = 0.0, time.monotonic()
 
     def __enter__(self):
         return self.tick
 
-    def tick(self) -> None:
+    def tick(self, result: Any = None) -> None:
         self.done += 1
         percent = 100.0 * self.done / self.n
         if self.done == self.n or (percent - self.shown >= 5 and time.monotonic() - self.shown_at >= 1):
             update_progress_artifact(self.artifact, percent)
             self.shown, self.shown_at = percent, time.monotonic()
-        self.bar.update(1)
+        self.bar.update(1, samples_in(result))
 
     def __exit__(self, *exc) -> None:
         self.bar.close()

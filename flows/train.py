@@ -41,7 +41,8 @@ def _train(objective: str, dataset: str, home: str | None, params: dict, options
             result = train_task(home, run.run_id, model_id, objective, ds["shards"], str(out_dir), options)
             register_model_task(home, run.run_id, model_id, objective, ds["dataset_id"], result["checkpoint"],
                                 {**config, **result["config"]}, "trained")
-            announce_model(model_id, objective, f"{ds['name']}@{ds['version']}", result["checkpoint"], options)
+            announce_model(model_id, objective, f"{ds['name']}@{ds['version']}",  # home-relative: homes move
+                           stored_path(home, result["checkpoint"]), options)
     evals = None
     if evaluate:
         evals = (found and stored_evaluation(home, model_id, objective, eval_dataset)) or \
@@ -110,6 +111,8 @@ def train_diffusion_flow(dataset: str, home: str | None = None, clip_model: str 
         import json
 
         clip_model, clip_pretrained = json.loads(found["config"])["model_name"], wh.resolve(found["checkpoint_uri"])
+    elif clip_pretrained and not Path(clip_pretrained).is_absolute() and (Path(root) / clip_pretrained).exists():
+        clip_pretrained = str(Path(root) / clip_pretrained)  # home-relative, as the trained event names it
     params = {k: v for k, v in locals().items() if k not in ("dataset", "home", "root", "wh", "ds_id", "found", "json")}
     params["clip_pretrained"] = stored_path(root, clip_pretrained)
     options = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "model": model,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,8 +20,6 @@ def demo(home: HomeOpt = None,
     """Run the pipeline on embedded demo data and show how to look at what it made."""
     root = start_flows(home)
     from flows.demo import demo_flow
-    from warehouse import examples
-
     result = demo_flow(home=str(root), train_steps=train_steps, model_steps=model_steps)
     typer.echo("\n== photos (ingest flow) ==")
     print_outcomes(result["ingest"])
@@ -58,7 +59,6 @@ def demo(home: HomeOpt = None,
     print_outcomes(result["speech"])
     print_wer(result["speech"])
     print_dataset(result["speech"]["dataset"])
-    shards = result["curate"]["dataset"]["shards_uri"]
     typer.echo(f"""
 What it made (under {root}):
   demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
@@ -68,15 +68,40 @@ What it made (under {root}):
   reports/NAME/VERSION/index.html a report per version (data card, plots, galleries); reports/sweeps/
   models/demo-filter/             the bootstrapped CLIP filter (safetensors)
   models/contrastive|masked|diffusion/   the three models (diffusion: samples.png beside its unet/)
-
-Look at it:
-  .venv/bin/mmpipe runs --home {root}
-  .venv/bin/mmpipe models --home {root}
-  .venv/bin/mmpipe sql "{examples.DROP_REASONS}" --home {root}
-  .venv/bin/mmpipe sql "{examples.DROPPED_FILES}" --home {root}
-  .venv/bin/mmpipe sql "{examples.BEST_SETTING}" --home {root}
-  .venv/bin/mmpipe sql "{examples.TRANSCRIPTS}" --home {root}
-Train on the curated shards with open_clip itself:
-  .venv/bin/python -m mmpipe.train.open_clip_main --dataset-type webdataset --train-data '{shards}' \\
-      --train-num-samples {result['curate']['dataset']['n_samples']} --model mmpipe-tiny-clip --device cpu ...
 """)
+    look, train = next_commands(root, result["curate"]["dataset"])
+    typer.echo("Look at it:")
+    for command in look:
+        typer.echo(f"  {command}")
+    typer.echo("Train on the curated shards with open_clip itself (one epoch on the CPU):")
+    typer.echo(f"  {train}\n")
+
+
+def _bin(name: str) -> str:
+    """This environment's `name` executable, as short as it can be written from here and still run."""
+    path = Path(sys.executable).parent / name
+    return shlex.quote(str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path))
+
+
+def _quoted(text: str) -> str:
+    """Shell-quoted, in double quotes where nothing inside needs escaping (SQL reads better so)."""
+    return f'"{text}"' if not set(text) & set('"$`\\!') else shlex.quote(text)
+
+
+def next_commands(root: Path, curated: dict) -> tuple[list[str], str]:
+    """The commands the demo suggests next, whole and quoted so each pastes into a shell as it is: the
+    queries to look at what it made, and open_clip_train's own trainer on the curated shards."""
+    from warehouse import examples
+
+    home = f"--home {shlex.quote(str(root))}"
+    mmpipe = _bin("mmpipe")
+    look = [f"{mmpipe} runs {home}", f"{mmpipe} models {home}", f"{mmpipe} datasets {home}",
+            *(f"{mmpipe} sql {_quoted(q)} {home}" for q in (examples.DROP_REASONS, examples.DROPPED_FILES,
+                                                                 examples.BEST_SETTING, examples.TRANSCRIPTS)),
+            f"{mmpipe} report demo-shapes {home}"]
+    logs = shlex.quote(str(Path(root) / "open_clip"))
+    train = (f"HF_HUB_OFFLINE=1 {_bin('python')} -m mmpipe.train.open_clip_main --dataset-type webdataset "
+             f"--train-data {shlex.quote(curated['shards_uri'])} --train-num-samples {curated['n_samples']} "
+             f"--model mmpipe-tiny-clip --device cpu --precision fp32 --batch-size 32 --epochs 1 --workers 0 "
+             f"--lr 1e-3 --warmup 1 --logs {logs} --name demo-shapes-{curated['version']}")
+    return look, train

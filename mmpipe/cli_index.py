@@ -51,8 +51,10 @@ def index(dataset: DatasetArg,
           kind: Annotated[str, typer.Option(help="auto (exact up to 50k, HNSW up to 2M, IVF-PQ beyond), flat, "
                                                  "hnsw or ivfpq.")] = "auto",
           clip_model: ModelOpt = None, clip_pretrained: PretrainedOpt = None, home: HomeOpt = None) -> None:
-    """Build faiss indexes over a version's image and text embeddings, and export the embeddings as
-    .npy shards + metadata Parquet (clip-retrieval's layout) under <home>/indexes/NAME/VERSION."""
+    """Build faiss indexes over a version's stored CLIP embeddings (for `mmpipe search`).
+
+    The embeddings are exported beside them as .npy shards + metadata Parquet (clip-retrieval's layout)
+    under <home>/indexes/NAME/VERSION."""
     from mmpipe.search import KINDS
 
     if kind not in KINDS:
@@ -83,39 +85,40 @@ def search(dataset: DatasetArg,
         fail("--against is image or text, --format table or json, -k positive")
     if image is not None and not image.is_file():
         fail(f"no image file {image}")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from mmpipe.models.clip import load_clip
-    from mmpipe.search import encode_query, load_index
-    from mmpipe.search import search as nearest
     from warehouse.dataset_queries import resolve_dataset
 
     root = home_of(home)
     ds = resolve_dataset(warehouse(home), dataset)
     where = root / "indexes" / ds["name"] / ds["version"]
-    if not (where / "index.json").exists():
+    if not (where / "index.json").exists():  # said before torch and the model load, which take a while
         fail(f"no index for {ds['name']}@{ds['version']}: run `mmpipe index {ds['name']}@{ds['version']}` first")
+    import pyarrow.parquet as pq
+
+    from mmpipe.models.clip import load_clip
+    from mmpipe.search import at_home, encode_query, load_index
+    from mmpipe.search import search as nearest
+
     info = json.loads((where / "index.json").read_text())
-    pretrained = info["pretrained"]
-    if pretrained and not Path(pretrained).is_absolute() and (root / pretrained).exists():
-        pretrained = str(root / pretrained)  # checkpoints are stored home-relative
-    bundle = load_clip(info["model"], pretrained, device)
+    bundle = load_clip(info["model"], at_home(root, info["pretrained"]), device)  # checkpoints: home-relative
     query = encode_query(bundle, text=text, image_path=str(image) if image else None)
     scores, rows = nearest(load_index(where / f"{against}.index"), query, k)
     meta = pq.read_table(where / "metadata.parquet").to_pylist()
-    hits = [{"rank": r + 1, "score": round(float(s), 4), **meta[i]} for r, (s, i) in
-            enumerate(zip(scores[0].tolist(), rows[0].tolist())) if i >= 0]
+    # Paths inside the home are stored relative to it (a home can move) and shown resolved.
+    hits = [{"rank": r + 1, "score": round(float(s), 4), **meta[i], "image_path": at_home(root, meta[i]["image_path"]),
+             "source_uri": at_home(root, meta[i]["source_uri"])}
+            for r, (s, i) in enumerate(zip(scores[0].tolist(), rows[0].tolist())) if i >= 0]
     if format == "json":
         typer.echo(json.dumps(hits, indent=1, default=str))
         return
+    import pyarrow as pa
+
     from mmpipe.cli_output import print_table
 
     print_table(pa.table({"rank": [h["rank"] for h in hits], "score": [h["score"] for h in hits],
                           "caption": [h["caption"] for h in hits],
                           "clip_score": [None if h["clip_score"] is None else round(h["clip_score"], 4) for h in hits],
                           "sample_id": [h["sample_id"][:16] for h in hits],
-                          "path": [h["url"] or h["source_uri"] for h in hits]}), k)
+                          "path": [h["url"] or h["source_uri"] or h["image_path"] for h in hits]}), k)
 
 
 @guarded

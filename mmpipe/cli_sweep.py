@@ -44,9 +44,11 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
           format: Annotated[str, typer.Option("--format", help="table, json or jsonl.")] = "table",
           runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
           home: HomeOpt = None) -> None:
-    """Derive a dataset version per filter setting from stored scores, train the same recipe on each for
-    the same samples seen, evaluate on one fixed set, and tag the best version NAME@best. On Dask the
-    settings train side by side, one per worker (one GPU each where the workers declare GPUs)."""
+    """Train the same recipe on a version per filter setting and tag the best one NAME@best.
+
+    Each setting's version is derived from stored scores; each model sees the same samples and is
+    evaluated on one fixed set. On Dask the settings train side by side, one per worker (one GPU each
+    where the workers declare GPUs)."""
     scores, fractions = _floats(min_clip_score, "--min-clip-score"), _floats(keep_fraction, "--keep-fraction")
     if not scores and not fractions:
         fail("give the settings to sweep: --min-clip-score 0.2,0.25,0.3 and/or --keep-fraction 0.3,0.5,1.0")

@@ -207,11 +207,12 @@ def _feature(value) -> dict:
 
 def write_card(out_dir: str | Path, name: str, version: str, modality: str, example_json: dict | None) -> Path:
     """README.md with the `datasets` card (features and data files), so `load_dataset(<this folder>)`
-    reads the shards as they are: images decode with PIL; audio stays FLAC bytes, which needs no
-    torchcodec/FFmpeg (decode them with `mmpipe.export.decode_audio`)."""
+    reads the shards as they are: images decode with PIL, audio into an `Audio` column (16 kHz) that
+    torchcodec decodes (see mmpipe.audio_io for FFmpeg)."""
     import yaml
 
-    media = {"name": "jpg", "dtype": "image"} if modality == "image" else {"name": "flac", "dtype": "binary"}
+    media = ({"name": "jpg", "dtype": "image"} if modality == "image"
+             else {"name": "flac", "dtype": {"audio": {"sampling_rate": AUDIO_SAMPLE_RATE}}})
     fields = [{"name": k, **_feature(v)} for k, v in sorted((example_json or {}).items())
               if not isinstance(v, (dict, list))]
     card = {"dataset_info": {"features": [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
@@ -221,10 +222,16 @@ def write_card(out_dir: str | Path, name: str, version: str, modality: str, exam
     text = (f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n\n# {name} {version}\n\n"
             f"Curated by mmpipe: WebDataset shards (key.{media['name']}, key.txt, key.json), `sizes.json`, "
             "`manifest.parquet` (one row per sample) and `val_ids.parquet` (the validation split).\n\n"
-            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"<this folder>\", split=\"train\")\n```\n")
+            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"<this folder>\", split=\"train\")\n```\n"
+            + ("" if modality == "image" else _AUDIO_NOTE))
     path = Path(out_dir) / "README.md"
     path.write_text(text)
     return path
+
+
+_AUDIO_NOTE = ("\n`ds[0][\"flac\"]` decodes with torchcodec (`pip install torchcodec`), which needs FFmpeg's shared "
+               "libraries: a system FFmpeg, or `import mmpipe.audio_io; mmpipe.audio_io.use_pyav_ffmpeg()` first. "
+               "With `webdataset`: `wds.WebDataset(urls).decode(mmpipe.audio_io.wds_audio)`.\n")
 
 
 def decode_audio(flac: bytes):

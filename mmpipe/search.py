@@ -126,6 +126,15 @@ def read_embeddings(out_dir: str | Path, folder: str = "img_emb") -> np.ndarray:
     return np.concatenate([np.load(f).astype(np.float32) for f in files]) if files else np.zeros((0, 0), np.float32)
 
 
+def at_home(home: str | Path, path: str | None) -> str | None:
+    """A path stored relative to the home, resolved against where the home is now (URLs, tags, hub
+    ids and absolute paths as they are): indexes store paths this way so a home can move whole."""
+    if not path or "://" in path or path.startswith("hf-hub:") or os.path.isabs(path):
+        return path
+    candidate = Path(home) / path
+    return str(candidate) if candidate.exists() or "/" in path else path
+
+
 def write_index_info(path: str | Path, info: dict) -> Path:
     """index.json beside the index: model, pretrained, kind, size, dataset."""
     path = Path(path)

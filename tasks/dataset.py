@@ -197,5 +197,12 @@ def announce_dataset(home: str, run_id: str, dataset: dict, clip_key: dict | Non
                               description="CLIP score quantiles")
     emit_event(event=CURATED_EVENT, resource={"prefect.resource.id": f"mmpipe.dataset.{dataset['name']}",
                                               "mmpipe.modality": dataset["modality"]},
-               payload={k: dataset[k] for k in ("name", "version", "dataset_id", "n_samples", "shards_uri",
-                                                "manifest_uri")})
+               payload={**{k: dataset[k] for k in ("name", "version", "dataset_id", "n_samples")},
+                        # home-relative, as the warehouse stores them: an event outlives a home's move
+                        **{k: _relative(home, dataset[k]) for k in ("shards_uri", "manifest_uri")}})
+
+
+def _relative(home: str, path: str) -> str:
+    """`path` relative to the home when inside it, else as it is."""
+    root = Path(home).resolve()
+    return str(Path(path).relative_to(root)) if path and Path(path).is_relative_to(root) else path

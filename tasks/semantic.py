@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -106,23 +107,32 @@ def build_version_index(home: str, dataset: dict, kind: str = "auto", model: str
     out = index_dir(home, dataset)
     manifest = {r["sample_id"]: r for r in pq.read_table(wh.resolve(dataset["manifest_uri"])).to_pylist()}
     info = sample_info(wh, got)
-    shards = str(Path(wh.resolve(dataset["shards_uri"])).parent)
+    # Paths inside the home are stored relative to it, so a copied home's index points into the copy.
+    shards = str(Path(dataset["shards_uri"]).parent)
     meta = pa.table({
         "sample_id": got,
         "caption": [info.get(s, {}).get("caption") for s in got],
         "image_path": [f"{shards}/{manifest.get(s, {}).get('shard') or ''}/{s}" for s in got],
         "url": [u if str(u or "").startswith(("http://", "https://")) else None
                 for u in (info.get(s, {}).get("uri") for s in got)],
-        "source_uri": [info.get(s, {}).get("uri") for s in got],
+        "source_uri": [_in_home(wh, info.get(s, {}).get("uri")) for s in got],
         "source_key": [info.get(s, {}).get("source_key") for s in got],
         "clip_score": pa.array([None if np.isnan(v) else float(v) for v in scores], pa.float64())})
-    files = write_embeddings(out / "embeddings", img, txt, meta)
+    files = {k: [wh.relative(f) for f in v] for k, v in write_embeddings(out / "embeddings", img, txt, meta).items()}
     image_index = build_index(img, kind)
     save_index(image_index, out / "image.index")
     save_index(build_index(txt, kind), out / "text.index")
     pq.write_table(meta, out / "metadata.parquet")
     summary = {"dataset": f"{dataset['name']}@{dataset['version']}", "dataset_id": dataset["dataset_id"],
                "model": key["model"], "pretrained": key["pretrained"], "kind": index_kind(image_index),
-               "n": len(got), "dim": int(img.shape[1]), "path": str(out), "embeddings": files}
+               "n": len(got), "dim": int(img.shape[1]), "path": wh.relative(out), "embeddings": files}
     write_index_info(out / "index.json", summary)
-    return summary
+    return {**summary, "path": str(out)}
+
+
+def _in_home(wh: Warehouse, uri: str | None) -> str | None:
+    """A sample's source path relative to the home when it lies inside it (URLs and outside paths as they are)."""
+    if not uri or "://" in uri:
+        return uri
+    path, sep, member = uri.partition("#")  # an audio sample's "shard.tar#key.wav"
+    return wh.relative(path) + sep + member if os.path.isabs(path) else uri

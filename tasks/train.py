@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from mmpipe.home import stored_path
+from mmpipe.progress import Bar
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
 from warehouse.dataset_queries import dataset_by_id, model_by_recipe, model_metrics, model_row, resolve_dataset
@@ -111,12 +112,16 @@ class StepRecorder:
         self.first = True
         self.progress = create_progress_artifact(0.0, description=f"{label}, run {run_id}")
         self.logger = get_run_logger()
+        self.bar = Bar(total_steps, label.capitalize(), unit="step")  # on a terminal only
 
     def __call__(self, step: int, metrics: dict) -> None:
         if self.first:
             self.first = False
             self.wh.forget_train_steps(self.model_id, step)
         seen = int(metrics.get("samples_seen", 0))
+        self.bar.advance_to(step, seen)
+        if step >= self.total:
+            self.bar.close()
         self.rows += [{"model_id": self.model_id, "step": step, "samples_seen": seen, "metric": k, "value": float(v),
                        "run_id": self.run_id} for k, v in metrics.items() if isinstance(v, (int, float))]
         if step % STEP_FLUSH == 0 or step >= self.total:

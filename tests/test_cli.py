@@ -71,3 +71,29 @@ def test_home_from_environment(ingested_home):
 def test_ingest_of_a_missing_folder_is_a_clear_error(home):
     out = runner.invoke(app, ["ingest", str(home / "nope"), "--name", "x", "--home", str(home)])
     assert out.exit_code == 1 and "not a folder" in out.output
+
+
+def test_help_groups_the_commands_with_whole_descriptions():
+    """`mmpipe --help`: the commands under Curate, Train, Look and Operate, each once, each with its whole
+    first sentence (click cuts them at 45 characters with '...' otherwise)."""
+    import re
+
+    import typer.main
+
+    from mmpipe.cli import PANELS
+
+    out = runner.invoke(app, ["--help"], terminal_width=100)
+    assert out.exit_code == 0
+    text = out.output
+    heads = [text.index(f"\n{panel}:\n") for panel in ("Curate", "Train", "Look", "Operate")]
+    assert heads == sorted(heads) and "\nCommands:\n" not in text
+    group = typer.main.get_command(app)
+    flat = "".join(text.split())  # wrapping may break a line at a hyphen
+    for panel, names in PANELS.items():
+        section = text[text.index(f"\n{panel}:\n"):]
+        for name in names:
+            assert re.search(rf"^  {re.escape(name)} ", section, re.M), (panel, name)
+            sentence = group.get_command(None, name).get_short_help_str(limit=1000)
+            assert "".join(sentence.split()) in flat and not sentence.endswith("..."), name
+    registered = set(group.list_commands(None))
+    assert registered == {n for names in PANELS.values() for n in names}  # none left out of the panels

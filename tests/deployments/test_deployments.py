@@ -16,20 +16,34 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXE = str(Path(sys.executable).with_name("mmpipe"))
 
 
-def test_curation_through_its_deployment_triggers_training(server_env, server_client, wait_run, runs, tmp_path):
+def test_curation_through_its_deployment_triggers_training(server_env, server_client, wait_run, runs, tmp_path,
+                                                           tiny_clip_checkpoint):
+    """Offline and with no model named anywhere: `mmpipe deploy` picks the home's demo filter and tiny.en."""
+    import shutil
+
     from mmpipe.train.synthetic import write_shape_shards
 
     env, procs = server_env
     write_shape_shards(tmp_path / "src", 160, shard_size=80)
+    demo_filter = Path(env["MMPIPE_HOME"]) / "models" / "demo-filter"
+    demo_filter.mkdir(parents=True)
+    shutil.copy(tiny_clip_checkpoint, demo_filter / "model.safetensors")  # what `mmpipe demo` leaves there
     out = subprocess.run([EXE, "deploy", "--image-source", str(tmp_path / "src"), "--audio-source", str(tmp_path)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "warning: no CLIP model given and no network: the curation uses the demo's filter" in out.stderr
     from prefect.client.orchestration import get_client
 
     async def configure():
         async with get_client() as client:
             limits = {c.tag: c.concurrency_limit for c in await client.read_concurrency_limits(limit=50, offset=0)}
             assert limits.get("gpu") == 1
+            curate = await client.read_deployment_by_name("curate/curate-images")
+            assert curate.parameters["clip_model"] == "mmpipe-tiny-clip"
+            assert curate.parameters["clip_pretrained"] == str(demo_filter / "model.safetensors")
+            assert curate.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+            transcribe = await client.read_deployment_by_name("transcribe/transcribe-audio")
+            assert transcribe.parameters["whisper_model"] == "tiny.en"
             names = {d.name for d in await client.read_deployments()}
             assert {"curate-images", "transcribe-audio", "train-contrastive", "train-masked", "train-diffusion",
                     "evaluate"} <= names
@@ -52,9 +66,11 @@ def test_curation_through_its_deployment_triggers_training(server_env, server_cl
     from prefect.deployments import run_deployment
 
     with server_client(env):
-        run_deployment("curate/curate-images", parameters={"clip_model": "none", "min_side": 32}, timeout=0)
+        run_deployment("curate/curate-images", parameters={"min_side": 32}, timeout=0)  # no model override
     wlog = tmp_path / "worker.log"
     wait_run(env, "curate", 300, wlog)
+    scored = Warehouse(tmp_path / "home").sql("SELECT DISTINCT model, pretrained FROM clip_scores").to_pylist()
+    assert scored == [{"model": "mmpipe-tiny-clip", "pretrained": "models/demo-filter/model.safetensors"}], scored
     trained = wait_run(env, "train-contrastive", 400, wlog)
     assert trained.parameters["dataset"] == "images@v1"
     wh = Warehouse(tmp_path / "home")

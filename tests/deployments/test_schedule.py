@@ -44,7 +44,7 @@ def test_scheduled_curation_of_a_growing_folder_processes_only_new_files(server_
     log = open(log_path, "w")
     served = subprocess.Popen(
         [EXE, "serve", "--only", "curate-images", "--schedule-interval", "20",
-         "--param", f"curate-images.source={src}", "--param", "curate-images.clip_model=none",
+         "--param", f"curate-images.source={src}",  # models: the offline defaults (no CLIP filter here)
          "--param", "curate-images.min_side=32", "--param", "curate-images.shard_size=40"],
         env={**env, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}, cwd=tmp_path, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT)

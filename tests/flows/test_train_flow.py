@@ -160,9 +160,14 @@ def test_cli_train_evaluate_models_and_the_lineage_query(curated):
     model_id = out.output.split("contrastive model ")[1].split()[0]
     out = runner.invoke(app, ["evaluate", model_id[:8], *home])
     assert out.exit_code == 0 and "mean_R@5" in out.output, out.output
-    out = runner.invoke(app, ["models", "--format", "json", *home])
+    out = runner.invoke(app, ["models", "--long", "--format", "json", *home])
     rows = json.loads(out.stdout)
     assert any(r["model_id"] == model_id and r["metric"] == "mean_R@5" for r in rows)
+    out = runner.invoke(app, ["models", "--format", "json", *home])  # one row per model, its headline metrics
+    mine = [r for r in json.loads(out.stdout) if r["model_id"] == model_id]
+    assert len(mine) == 1 and mine[0]["split"] == "val" and "mean_R@5" in mine[0]["metrics"], mine
+    # evaluated twice (after training, then `mmpipe evaluate`): each metric of each split counts once
+    assert mine[0]["n_metrics"] == len({(r["split"], r["metric"]) for r in rows if r["model_id"] == model_id})
     best = Warehouse(curated).query_readonly(examples.BEST_SETTING).to_pylist()
     assert best and best[0]["dataset"] == "shapes@v1" and best[0]["objective"] == "contrastive"
     out = runner.invoke(app, ["train", "masked", "--dataset", "nope", *home])

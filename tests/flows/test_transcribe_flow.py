@@ -57,14 +57,15 @@ def test_every_clip_is_accounted_for_and_rerun_transcribes_nothing_twice(transcr
     assert any(n.endswith(".flac") for n in names) and any(n.endswith(".json") for n in names)
     manifest = pq.read_table(ds["manifest_uri"])
     assert {"reference", "transcript", "wer", "language"} <= set(manifest.column_names)
-    # the speech shards load with `datasets` as they are (no torchcodec/FFmpeg): the card declares them
-    from datasets import load_dataset
+    # the speech shards load with `datasets` as they are: the card declares an Audio column (decoded in
+    # tests/flows/test_audio_decode.py; the bytes here)
+    from datasets import Audio, load_dataset
 
     from mmpipe.export import decode_audio
 
-    loaded = load_dataset(ds["out_dir"], split="train")
+    loaded = load_dataset(ds["out_dir"], split="train").cast_column("flac", Audio(decode=False))
     assert len(loaded) == 10 and {"duration_s", "language", "reference"} <= set(loaded[0]["json"])
-    audio = decode_audio(loaded[0]["flac"])
+    audio = decode_audio(loaded[0]["flac"]["bytes"])
     assert abs(len(audio) / 16000 - loaded[0]["json"]["duration_s"]) < 0.05
 
     second = transcribe(str(SPEECH_DIR), home, shard_size=6)
