@@ -137,8 +137,17 @@ def catalog_for(home: Path, spec: str | None = None) -> Catalog:
 
 
 def connect(catalog: Catalog, read_only: bool = False, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake attached as `lake` (and selected with USE)."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    """An in-memory DuckDB with the lake attached as `lake` (and selected with USE).
+
+    Its memory is capped ($MMPIPE_DUCKDB_MEMORY, default 2GB: DuckDB's own default is 80% of the
+    machine) and run-wide joins past it spill under the home's lake/.tmp, so a pipeline process's
+    memory stays flat in the number of samples.
+    """
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+              "memory_limit": os.environ.get("MMPIPE_DUCKDB_MEMORY", "2GB")}
+    if os.access(catalog.lake, os.W_OK):
+        config["temp_directory"] = str(catalog.lake / ".tmp")
+    con = duckdb.connect(config=config)
     load_extension(con, "ducklake")
     load_extension(con, catalog.scanner)
     con.execute(catalog.attach_sql(read_only=read_only, snapshot=snapshot))
