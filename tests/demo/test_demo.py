@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 def test_mmpipe_demo_end_to_end(tmp_path):
     """The README's demo command at its quick size, in a fresh process with its own ephemeral Prefect
     server; every number it prints is checked against the warehouse and the demo's ground truth."""
@@ -27,9 +27,10 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     home = tmp_path / "demo-home"
     env["MMPIPE_HOME"] = str(home)
     exe = Path(sys.executable).with_name("mmpipe")
-    # The wait ends when the demo does; the timeout is only a ceiling (the quick demo takes a few minutes).
+    # The wait ends when the demo does; the timeout is only a ceiling for a hang (the quick demo takes a few
+    # minutes alone, and ten times that on a 2-core machine shared with five other test runs).
     proc = subprocess.run([str(exe), "demo", "--quick"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=1700)
+                          timeout=3300)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert "mmpipe sql" in out and "decompression_bomb" in out and "the quick demo" in out
