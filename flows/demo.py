@@ -55,6 +55,7 @@ def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | N
                                      clip_pretrained=contrastive["checkpoint"], steps=model_steps, batch_size=32,
                                      lr=3e-3)
     speech = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
-    return {"home": home, "size": {**size.as_dict(), "filter_steps": train_steps, "model_steps": model_steps,
-                                   "sweep_samples": sweep_samples}, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt, "curate": curate,
-            "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion], "speech": speech}
+    used = {**size.as_dict(), "filter_steps": train_steps, "model_steps": model_steps, "sweep_samples": sweep_samples}
+    return {"home": home, "size": used, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt,
+            "curate": curate, "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion],
+            "speech": speech}
