@@ -50,7 +50,21 @@ def prefect_harness():
     from flows.runners import short_lived_api
 
     with prefect_test_harness(server_startup_timeout=600), short_lived_api():  # a ceiling for busy machines
-        yield
+        from prefect.settings import PREFECT_API_URL
+
+        # Flow commands run in-process (CliRunner) use this API, as they would a `mmpipe server` the user
+        # exported, instead of each starting a private server: a start costs many seconds, and minutes on a
+        # busy machine, past the private server's own start-up limit. Subprocess commands in the tests drop
+        # PREFECT_* variables and still start their own.
+        before = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = before
 
 
 @pytest.fixture(scope="session")
