@@ -12,7 +12,7 @@ from mmpipe.cli_output import print_dataset, print_models, print_outcomes, print
 
 @guarded
 def demo(home: HomeOpt = None,
-         quick: Annotated[bool, typer.Option(help="A smaller, quicker demo (less data, fewer training steps): "
+         quick: Annotated[bool, typer.Option(help="A quicker demo at a smaller size (mmpipe/demo/sizes.py): "
                                                   "what the test suite runs.")] = False,
          train_steps: Annotated[Optional[int], typer.Option(help="Steps to train the demo's CLIP filter "
                                                                  "[default: 300].")] = None,
