@@ -11,6 +11,7 @@ from flows.ingest import ingest_flow
 from flows.sweep import sweep_flow
 from flows.train import train_contrastive_flow, train_diffusion_flow, train_masked_flow
 from flows.transcribe import transcribe_flow
+from mmpipe.demo.sizes import FULL, QUICK
 from mmpipe.demo.speech import SPEECH_DIR
 from mmpipe.home import resolve_home
 from mmpipe.models.names import TINY_CLIP
@@ -25,11 +26,15 @@ SWEEP_SCORES = (0.5, 0.525, 0.55)
 
 
 @flow(name="demo")
-def demo_flow(home: str | None = None, train_steps: int = 300, model_steps: int = 150,
-              sweep_samples: int = 9600) -> dict:
-    """Chains the flows as subflows on the embedded demo data."""
+def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | None = None,
+              model_steps: int | None = None, sweep_samples: int | None = None) -> dict:
+    """Chains the flows as subflows on the embedded demo data; `quick`: the smaller size the tests run
+    (mmpipe/demo/sizes.py), and any steps given explicitly win over the size's."""
     home = str(resolve_home(home))
-    photos, shapes = write_demo_data(home)
+    size = QUICK if quick else FULL
+    train_steps, model_steps = train_steps or size.filter_steps, model_steps or size.model_steps
+    sweep_samples = sweep_samples or size.sweep_samples
+    photos, shapes = write_demo_data(home, size.shapes_kwargs())
     ingest = ingest_flow(photos, "demo-photos", home=home)
     trusted = curate_flow(str(shapes.seed_shard), "demo-trusted", home=home, min_side=64, clip_model="none")
     filt = bootstrap_filter_flow("demo-trusted", home=home, steps=train_steps)
@@ -50,5 +55,7 @@ def demo_flow(home: str | None = None, train_steps: int = 300, model_steps: int 
                                      clip_pretrained=contrastive["checkpoint"], steps=model_steps, batch_size=32,
                                      lr=3e-3)
     speech = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
-    return {"home": home, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt, "curate": curate,
-            "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion], "speech": speech}
+    used = {**size.as_dict(), "filter_steps": train_steps, "model_steps": model_steps, "sweep_samples": sweep_samples}
+    return {"home": home, "size": used, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt,
+            "curate": curate, "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion],
+            "speech": speech}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,12 +15,19 @@ from mmpipe.cli_output import print_dataset, print_models, print_outcomes, print
 
 @guarded
 def demo(home: HomeOpt = None,
-         train_steps: Annotated[int, typer.Option(help="Steps to train the demo's CLIP filter.")] = 300,
-         model_steps: Annotated[int, typer.Option(help="Steps for each of the three model families.")] = 150) -> None:
+         quick: Annotated[bool, typer.Option(help="A quicker demo at a smaller size (mmpipe/demo/sizes.py): "
+                                                  "what the test suite runs.")] = False,
+         train_steps: Annotated[Optional[int], typer.Option(help="Steps to train the demo's CLIP filter "
+                                                                 "[default: 300].")] = None,
+         model_steps: Annotated[Optional[int], typer.Option(help="Steps for each of the three model families "
+                                                                 "[default: 150].")] = None) -> None:
     """Run the pipeline on embedded demo data and show how to look at what it made."""
     root = start_flows(home)
     from flows.demo import demo_flow
-    result = demo_flow(home=str(root), train_steps=train_steps, model_steps=model_steps)
+    result = demo_flow(home=str(root), quick=quick, train_steps=train_steps, model_steps=model_steps)
+    if quick:
+        typer.echo("\n(the quick demo: " + ", ".join(f"{k} {v}" for k, v in result["size"].items())
+                   + "; its figures are not the full demo's)")
     typer.echo("\n== photos (ingest flow) ==")
     print_outcomes(result["ingest"])
     typer.echo("\n== synthetic shapes (curate -> bootstrap-filter -> curate flows) ==")

@@ -14,11 +14,11 @@ from warehouse.queries import run_outcomes
 
 
 @task(cache_policy=NO_CACHE)
-def write_demo_data(home: str) -> tuple[str, ShapesSet]:
-    """The photo folder and the synthetic shapes set, under <home>/demo."""
+def write_demo_data(home: str, shapes_kwargs: dict | None = None) -> tuple[str, ShapesSet]:
+    """The photo folder and the synthetic shapes set (sized by `write_shapes` arguments), under <home>/demo."""
     photos = Path(home) / "demo" / "photos"
     write_demo_folder(photos)
-    return str(photos), write_shapes(Path(home) / "demo" / "shapes")
+    return str(photos), write_shapes(Path(home) / "demo" / "shapes", **(shapes_kwargs or {}))
 
 
 @task(cache_policy=NO_CACHE)

@@ -19,6 +19,29 @@ configure_prefect(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+# The slowest test files, slowest first (durations: bench/RESULTS.md, "Test suite"). `make test` sends
+# whole files to two workers in collection order (--dist loadfile --no-loadscope-reorder; xdist's own
+# reorder puts files with few tests, the long single-test ones among them, last), so starting these
+# first keeps one long file from running alone at the end. Files not listed keep pytest's order.
+SLOW_FIRST = ("demo/test_demo.py", "deployments/test_deployments.py", "deployments/test_schedule.py",
+              "flows/test_accounting.py", "flows/test_curate_flow.py", "mmpipe/test_train_contrastive.py",
+              "flows/test_dask.py", "flows/test_failures.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Puts the files of SLOW_FIRST first, in that order (a stable sort: tests keep their order in a file)."""
+    root = Path(__file__).parent
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+
+    def key(item) -> int:
+        try:
+            return rank.get(Path(str(item.path)).relative_to(root).as_posix(), len(rank))
+        except ValueError:
+            return len(rank)
+
+    items.sort(key=key)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One Prefect test harness (a temporary local API) for every flow test."""
@@ -26,8 +49,22 @@ def prefect_harness():
 
     from flows.runners import short_lived_api
 
-    with prefect_test_harness(server_startup_timeout=180), short_lived_api():
-        yield
+    with prefect_test_harness(server_startup_timeout=600), short_lived_api():  # a ceiling for busy machines
+        from prefect.settings import PREFECT_API_URL
+
+        # Flow commands run in-process (CliRunner) use this API, as they would a `mmpipe server` the user
+        # exported, instead of each starting a private server: a start costs many seconds, and minutes on a
+        # busy machine, past the private server's own start-up limit. Subprocess commands in the tests drop
+        # PREFECT_* variables and still start their own.
+        before = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = before
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,11 @@ from mmpipe.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def ingested_home(prefect_harness, demo_folder, home):
+@pytest.fixture(scope="module")
+def ingested_home(prefect_harness, demo_folder, tmp_path_factory):
+    """The demo photos ingested once for the module's tests, which only read the home."""
     folder, _ = demo_folder
+    home = tmp_path_factory.mktemp("cli") / "home"
     result = runner.invoke(app, ["ingest", str(folder), "--name", "demo", "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert "decompression_bomb" in result.output

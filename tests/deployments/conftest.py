@@ -32,7 +32,7 @@ def server_env(tmp_path):
                                str(port)], env=env, cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a ceiling: the wait ends when the server answers, or fails when it exits
     while not healthy(url):
         assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
         time.sleep(0.5)
@@ -73,16 +73,22 @@ def runs_of(env, flow_name: str) -> list:
         return asyncio.run(go())
 
 
-def wait_completed(env, flow_name: str, timeout: float, log: Path | None = None) -> object:
+def wait_completed(env, flow_name: str, timeout: float, log: Path | None = None,
+                   procs: list | None = None) -> object:
+    """Waits for the event, not for a time: returns at the first completed run of `flow_name`, fails at
+    once when a run of it ends otherwise or one of `procs` (server, worker) exits; `timeout` is only a
+    generous ceiling for a run that never comes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = runs_of(env, flow_name)
         done = [r for r in runs if r.state and r.state.is_completed()]
         if done:
             return done[0]
+        tail = log.read_text()[-4000:] if log and log.exists() else ""
         failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
-        assert not failed, (f"{flow_name} ended {failed[0].state.type}: {failed[0].state.message}\n"
-                            + (log.read_text()[-4000:] if log and log.exists() else ""))
+        assert not failed, f"{flow_name} ended {failed[0].state.type}: {failed[0].state.message}\n{tail}"
+        dead = [p.args for p in procs or [] if p.poll() is not None]
+        assert not dead, f"waiting for {flow_name}, a process exited: {dead}\n{tail}"
         time.sleep(2)
     raise AssertionError(f"no completed {flow_name} run within {timeout:.0f} s (runs: "
                          f"{[(r.name, r.state.type if r.state else None) for r in runs_of(env, flow_name)]})")
@@ -96,7 +102,7 @@ def server_client():
 
 @pytest.fixture
 def wait_run():
-    """wait_completed(env, flow_name, timeout, log) -> the first completed run of that flow."""
+    """wait_completed(env, flow_name, timeout, log, procs) -> the first completed run of that flow."""
     return wait_completed
 
 

@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXE = str(Path(sys.executable).with_name("mmpipe"))
 
 
+@pytest.mark.timeout(3000)
 def test_curation_through_its_deployment_triggers_training(server_env, server_client, wait_run, runs, tmp_path,
                                                            tiny_clip_checkpoint):
     """Offline and with no model named anywhere: `mmpipe deploy` picks the home's demo filter and tiny.en."""
@@ -68,10 +71,11 @@ def test_curation_through_its_deployment_triggers_training(server_env, server_cl
     with server_client(env):
         run_deployment("curate/curate-images", parameters={"min_side": 32}, timeout=0)  # no model override
     wlog = tmp_path / "worker.log"
-    wait_run(env, "curate", 300, wlog)
+    # Waits on the runs' states (and the worker staying up); the timeouts are ceilings for a busy machine.
+    wait_run(env, "curate", 1200, wlog, procs)
     scored = Warehouse(tmp_path / "home").sql("SELECT DISTINCT model, pretrained FROM clip_scores").to_pylist()
     assert scored == [{"model": "mmpipe-tiny-clip", "pretrained": "models/demo-filter/model.safetensors"}], scored
-    trained = wait_run(env, "train-contrastive", 400, wlog)
+    trained = wait_run(env, "train-contrastive", 1200, wlog, procs)
     assert trained.parameters["dataset"] == "images@v1"
     wh = Warehouse(tmp_path / "home")
     model = wh.sql("SELECT m.model_id, m.status, d.name, d.version FROM models m JOIN datasets d USING (dataset_id) "
@@ -81,8 +85,9 @@ def test_curation_through_its_deployment_triggers_training(server_env, server_cl
     assert "mean_R@5" in evals
     # the other trainings were triggered too: masked by the same dataset event, diffusion by the contrastive
     # model's mmpipe.model.trained (their completion is the contrastive case's; not awaited, for time)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not (runs(env, "train-masked") and runs(env, "train-diffusion")):
         assert time.monotonic() < deadline, "train-masked or train-diffusion was not triggered"
+        assert worker.poll() is None, "the worker exited"
         time.sleep(2)
     assert runs(env, "train-diffusion")[0].parameters["dataset"].startswith("images")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mmpipe.train.synthetic import write_shape_shards
 from warehouse import Warehouse
 
@@ -25,16 +27,19 @@ def _curations(home: Path) -> list[dict]:
         "WHERE r.flow = 'curate' ORDER BY r.started_at").to_pylist()
 
 
-def _until(predicate, timeout: float, what: str, log: Path):
+def _until(predicate, timeout: float, what: str, log: Path, served: subprocess.Popen):
+    """Waits for the event (`predicate` true) while `mmpipe serve` runs; `timeout` is a generous ceiling."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        assert served.poll() is None, "mmpipe serve exited\n" + log.read_text()[-4000:]
         time.sleep(2)
     raise AssertionError(f"{what} within {timeout:.0f} s\n" + log.read_text()[-4000:])
 
 
+@pytest.mark.timeout(2400)
 def test_scheduled_curation_of_a_growing_folder_processes_only_new_files(server_env, tmp_path):
     env, procs = server_env
     home = Path(env["MMPIPE_HOME"])
@@ -53,7 +58,7 @@ def test_scheduled_curation_of_a_growing_folder_processes_only_new_files(server_
     def finished() -> list[dict]:
         return [r for r in _curations(home) if r["status"] in ("completed", "completed_with_warnings")]
 
-    first = _until(finished, 240, "no scheduled curation completed", log_path)[0]
+    first = _until(finished, 900, "no scheduled curation completed", log_path, served)[0]
     assert first["met"] == 80 and first["version"] == "v1"
     v1 = Warehouse(home).sql("SELECT n_samples FROM datasets WHERE version = 'v1'").column("n_samples")[0].as_py()
 
@@ -63,7 +68,7 @@ def test_scheduled_curation_of_a_growing_folder_processes_only_new_files(server_
     def grown() -> dict | None:
         return next((r for r in finished() if r["version"] == "v2"), None)
 
-    second = _until(grown, 240, "no scheduled curation made v2", log_path)
+    second = _until(grown, 900, "no scheduled curation made v2", log_path, served)
     assert second["met"] == 40  # only the new file's samples were processed
     runs = finished()
     between = [r for r in runs if first["started_at"] < r["started_at"] < second["started_at"]]

@@ -227,6 +227,7 @@ def test_sql_dedup_decides_as_the_in_memory_stage_on_a_real_run(tmp_path):
     for shard in shards:
         prepare_shard.fn(spec, shard, RUN, home, "shapes", DecodeConfig(), BasicFilterConfig(min_side=64))
     wh = Warehouse(home)
+    wh.settle(RUN)  # the run's sightings become samples, as the flow does after its shard pass
     sidecars = [staged_ids_path(str(staged_path(home, RUN, s.index))) for s in shards]
     for config in (DedupConfig(True, 4), DedupConfig(True, 8), DedupConfig(False, 4)):
         want = in_memory_dedup(wh, sidecars, config)
