@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import pyarrow as pa
 
 from warehouse.catalog import retrying, write_lock
+
+T = TypeVar("T")
 
 
 class Records:
@@ -68,18 +70,19 @@ class Records:
         self.locked_transaction(lambda cur: cur.execute("DELETE FROM train_steps WHERE model_id = ? AND step >= ?",
                                                         [model_id, from_step]), ["merge:train_steps:*"])
 
-    def locked_transaction(self, body: Callable[[Any], None], keys: list[str]) -> None:
+    def locked_transaction(self, body: Callable[[Any], T], keys: list[str]) -> T:
         """Run body(cursor) as one transaction holding the write locks of `keys` (retried whole when it
-        loses a race): a read-modify-write no writer of those keys can interleave with."""
+        loses a race): a read-modify-write no writer of those keys can interleave with; returns its value."""
         if self.read_only:
             raise PermissionError("this warehouse was opened read-only")
 
-        def attempt() -> None:
+        def attempt() -> T:
             cur = self._cursor()
             try:
                 cur.execute("BEGIN")
-                body(cur)
+                value = body(cur)
                 cur.execute("COMMIT")
+                return value
             except BaseException:
                 try:
                     cur.execute("ROLLBACK")
@@ -90,7 +93,7 @@ class Records:
                 cur.close()
 
         with write_lock(self.catalog, keys):
-            retrying(attempt)
+            return retrying(attempt)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

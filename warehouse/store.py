@@ -153,37 +153,23 @@ class Warehouse(Records):
         else:
             keys = [f"merge:{t}:{writes.run_scope(TABLES[t], d) or '*'}" for t, d in prepared]
 
-        def commit() -> dict[str, int]:
-            cur = self._cursor()
-            counts: dict[str, int] = {}
-            try:
-                cur.execute("BEGIN")
-                if batch and writes.batch_done(cur, run, batch):
-                    cur.execute("ROLLBACK")
-                    return {}
-                for table, data in prepared:
-                    if batch:
-                        counts[table] = writes.append(cur, table, TABLES[table], self.columns(table), data, run)
-                    else:
-                        counts[table] = writes.merge(cur, table, TABLES[table], self.columns(table), data)
+        def body(cur: duckdb.DuckDBPyConnection) -> dict[str, int]:
+            if batch and writes.batch_done(cur, run, batch):
+                return {}
+            counts = {}
+            for table, data in prepared:
                 if batch:
-                    writes.record_batch_done(cur, run, batch, counts)
-                if message is not None:
-                    cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
-                                [message.get("message", ""), json.dumps(message, default=str)])
-                cur.execute("COMMIT")
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            finally:
-                cur.close()
+                    counts[table] = writes.append(cur, table, TABLES[table], self.columns(table), data, run)
+                else:
+                    counts[table] = writes.merge(cur, table, TABLES[table], self.columns(table), data)
+            if batch:
+                writes.record_batch_done(cur, run, batch, counts)
+            if message is not None:
+                cur.execute("CALL lake.set_commit_message('mmpipe', ?, extra_info => ?)",
+                            [message.get("message", ""), json.dumps(message, default=str)])
             return counts
 
-        with write_lock(self.catalog, keys):
-            counts = retrying(commit)
+        counts = self.locked_transaction(body, keys)
         self._maybe_compact([t for t, _ in prepared])
         if batch and "samples" in counts:
             counts.pop("samples")  # sightings, not yet samples: settle() says how many are new
@@ -195,26 +181,13 @@ class Warehouse(Records):
         if self.read_only:
             raise PermissionError("this warehouse was opened read-only")
 
-        def commit() -> int:
-            cur = self._cursor()
-            try:
-                if not writes.pending_sightings(cur, run_id) and not self._repeats(cur, run_id):
-                    return 0
-                cur.execute("BEGIN")
-                n = writes.settle(cur, run_id)
-                cur.execute("COMMIT")
-                return n
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            finally:
-                cur.close()
+        def body(cur: duckdb.DuckDBPyConnection) -> int:
+            if not writes.pending_sightings(cur, run_id) and not self._repeats(cur, run_id):
+                return 0
+            return writes.settle(cur, run_id)
 
-        with write_lock(self.catalog, ["merge:samples:*", f"merge:decisions:{run_id}", f"merge:thumbnails:{run_id}"]):
-            return retrying(commit)
+        return self.locked_transaction(body, ["merge:samples:*", f"merge:decisions:{run_id}",
+                                              f"merge:thumbnails:{run_id}"])
 
     @staticmethod
     def _repeats(cur: duckdb.DuckDBPyConnection, run_id: str) -> bool:
