@@ -261,7 +261,7 @@ class Warehouse(Records):
         """Run a pipeline query and yield its result in record batches (memory flat in the result's size)."""
         cur = self._cursor()
         try:
-            reader = cur.execute(query, params or []).fetch_record_batch(rows)
+            reader = cur.execute(query, params or []).to_arrow_reader(rows)
             yield from reader
         finally:
             cur.close()
