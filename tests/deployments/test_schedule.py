@@ -69,10 +69,13 @@ def test_scheduled_curation_of_a_growing_folder_processes_only_new_files(server_
         return next((r for r in finished() if r["version"] == "v2"), None)
 
     second = _until(grown, 900, "no scheduled curation made v2", log_path, served)
-    assert second["met"] == 40  # only the new file's samples were processed
+    assert second["met"] == 120  # every input met is an occurrence: the 80 met before are recorded as such
+    again = Warehouse(home).sql("SELECT count(*) AS n FROM outcomes WHERE run_id = ? AND drop_reason = 'duplicate' "
+                                "AND detail LIKE 'repeat of %'", [second["run_id"]]).column("n")[0].as_py()
+    assert again == 80  # ... and not processed again: only the new file's 40 samples were
     runs = finished()
     between = [r for r in runs if first["started_at"] < r["started_at"] < second["started_at"]]
-    assert all(r["version"] is None and r["met"] == 0 for r in between)  # unchanged source: no version
+    assert all(r["version"] is None and r["met"] == 80 for r in between)  # unchanged source: met again, no version
     wh = Warehouse(home)
     kept_now = wh.sql("SELECT count(*) AS n FROM outcomes WHERE run_id = ? AND keep",
                       [second["run_id"]]).column("n")[0].as_py()

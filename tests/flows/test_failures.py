@@ -95,11 +95,11 @@ def test_a_full_disk_is_one_clear_line_and_a_rerun_resumes(prefect_harness, tmp_
     real = Warehouse.write_many
     calls = {"n": 0}
 
-    def full(self, tables, message=None):
+    def full(self, tables, message=None, batch=None):
         calls["n"] += 1
         if "decisions" in tables:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, tables, message)
+        return real(self, tables, message, batch)
 
     monkeypatch.setattr(Warehouse, "write_many", full)
     args = ["curate", str(tmp_path / "s.tar"), "--name", "d", "--clip-model", "none", "--min-side", "64",
@@ -139,7 +139,7 @@ def test_a_really_full_disk_is_named_and_the_run_marked_failed_then_resumed(pref
         real = Warehouse.write_many
         filler = mnt / "filler"
 
-        def fill_then_write(self, tables, message=None):
+        def fill_then_write(self, tables, message=None, batch=None):
             if "decisions" in tables and not filler.exists():  # the disk fills up mid-run, for real
                 with filler.open("wb") as f:
                     try:
@@ -147,7 +147,7 @@ def test_a_really_full_disk_is_named_and_the_run_marked_failed_then_resumed(pref
                             f.write(b"\0" * 65536)
                     except OSError:
                         pass
-            return real(self, tables, message)
+            return real(self, tables, message, batch)
 
         monkeypatch.setattr(Warehouse, "write_many", fill_then_write)
         home = mnt / "home"
