@@ -190,6 +190,23 @@ def write_lock(catalog: Catalog, keys: Iterable[str] | None = None) -> Iterator[
 
 
 @contextmanager
+def commit_lock(catalog: Catalog) -> Iterator[None]:
+    """Around a whole write transaction on the SQLite catalog: SQLite takes one writer at a time and a
+    DuckLake transaction holds the catalog's write lock until it commits, so writers of different keys
+    would otherwise meet its busy timeout (measured: 8 writer processes). With PostgreSQL, writers of
+    different keys commit at the same time; it needs none."""
+    if catalog.kind != "sqlite":
+        yield
+        return
+    with open(catalog.lake / ".commit.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
 def _file_locks(catalog: Catalog, exclusive: bool, names: list[str]) -> Iterator[None]:
     locks = catalog.lake / ".locks"
     locks.mkdir(exist_ok=True)

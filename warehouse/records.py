@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 
 import pyarrow as pa
 
-from warehouse.catalog import retrying, write_lock
+from warehouse.catalog import commit_lock, retrying, write_lock
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ class Records:
             finally:
                 cur.close()
 
-        with write_lock(self.catalog, keys):
+        with write_lock(self.catalog, keys), commit_lock(self.catalog):
             return retrying(attempt)
 
 

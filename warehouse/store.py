@@ -11,7 +11,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from warehouse.catalog import RETRYABLE, Catalog, catalog_for, connect, retrying, write_lock
+from warehouse.catalog import RETRYABLE, Catalog, catalog_for, commit_lock, connect, retrying, write_lock
 from warehouse.guard import QueryError, ReadOnlyError, without_password
 from warehouse.records import Records, utcnow
 from warehouse import writes
@@ -211,9 +211,11 @@ class Warehouse(Records):
                 try:
                     files = cur.execute("SELECT count(*) FROM ducklake_list_files('lake', ?)", [table]).fetchone()[0]
                     if files >= COMPACT_AT_FILES:
-                        cur.execute(f"CALL ducklake_merge_adjacent_files('lake', {_lit(table)})")
-                        # merged-away files go once no reader can still be on a snapshot that needs them
-                        cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL 10 MINUTE)")
+                        with commit_lock(self.catalog):
+                            cur.execute(f"CALL ducklake_merge_adjacent_files('lake', {_lit(table)})")
+                            # merged-away files go once no reader can still be on a snapshot that needs them
+                            cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - "
+                                        "INTERVAL 10 MINUTE)")
                 except duckdb.Error as e:
                     if not any(s in str(e) for s in RETRYABLE):
                         raise
