@@ -11,7 +11,7 @@ import re
 import pytest
 import typer.main
 
-from docs_pages import ROOT, commands, sql_examples
+from docs_pages import PAGES, commands, sql_examples
 
 _PLACEHOLDERS = re.compile(r"\[|\]|\||\.\.\.|[A-Z]{2,}")  # a synopsis (`[--flag N]`, `NAME`) rather than a run
 
@@ -158,3 +158,22 @@ def test_every_sql_example_in_the_docs_runs_on_a_real_home(curated_home):
             failed.append(f"{where}: {statement[:200]!r}: {type(e).__name__}: {str(e)[:300]}")
     assert not failed, "\n".join(failed)
     assert rows > 0, "the examples read the curated home"
+
+
+def test_every_dask_command_in_the_docs_parses_with_distributeds_cli():
+    """`dask scheduler` and `dask worker ...` lines: distributed's click commands parse them and have every
+    option they name (dask-cuda is not installed: its line must say it was not run)."""
+    from distributed.cli.dask_scheduler import main as scheduler
+    from distributed.cli.dask_worker import main as worker
+
+    clis = {"scheduler": scheduler, "worker": worker}
+    found = commands("dask")
+    assert {args[0] for *_, args, _ in found} == set(clis)
+    for where, line, args, _ in found:
+        cli = clis[args[0]]
+        cli.make_context(f"dask {args[0]}", list(args[1:]))
+        named = {o for p in cli.params for o in [*p.opts, *p.secondary_opts]}
+        assert {_flag(a) for a in args[1:] if _flag(a)} <= named, (where, line)
+    for where, line, args, _ in commands("dask-cuda-worker"):
+        text = " ".join(next(p for p in PAGES if p.as_posix().endswith(where)).read_text().split())
+        assert "dask-cuda (not run here" in text, where

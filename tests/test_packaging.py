@@ -67,13 +67,3 @@ def test_bootstrap_filter_flow_does_not_import_the_demo():
     code = "import sys, flows.bootstrap_filter; print(any(m.startswith('mmpipe.demo') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
-
-
-def test_the_readme_documents_every_drop_reason_and_no_other():
-    """The README's drop-reason table is the vocabulary `decisions.drop_reason` holds (mmpipe/schema.py)."""
-    from mmpipe.schema import DROP_REASONS
-
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| reason | meaning |"):].split("\n\n")[0]
-    documented = re.findall(r"^\| `([a-z_0-9]+)` \|", table, flags=re.M)
-    assert sorted(documented) == sorted(DROP_REASONS)
