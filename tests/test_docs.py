@@ -6,6 +6,7 @@ table) are what the code accepts (commands and SQL: tests/test_docs_commands.py)
 from __future__ import annotations
 
 import ast
+import os
 import importlib
 import importlib.util
 import re
@@ -15,13 +16,14 @@ import sys
 from docs_pages import PAGES, ROOT, blocks, name, spans, tokens
 
 README = ROOT / "README.md"
+_QUIET = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # material's end-of-life banner, printed on every build
 
 
 def test_the_docs_build_strictly(tmp_path):
     """mkdocs-material with web fonts off and no plugin that downloads: the build runs offline."""
     site = tmp_path / "site"
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=_QUIET)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     pages = sorted(p.relative_to(ROOT / "docs").with_suffix(".html").as_posix() for p in PAGES[1:])
     assert all((site / p).is_file() for p in pages), pages
@@ -37,7 +39,8 @@ def test_the_build_fails_on_a_broken_link(tmp_path):
     config = tmp_path / "mkdocs.yml"
     config.write_text((ROOT / "mkdocs.yml").read_text().split("\nnav:")[0] + "\nnav:\n  - Home: index.md\n")
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
-                            "--site-dir", str(tmp_path / "site")], capture_output=True, text=True, timeout=600)
+                            "--site-dir", str(tmp_path / "site")], capture_output=True, text=True, timeout=600,
+                           env=_QUIET)
     assert built.returncode != 0 and "nowhere.md" in built.stdout + built.stderr
 
 
@@ -125,3 +128,20 @@ def test_open_clip_train_accepts_the_options_the_docs_pass_it():
     assert "--train-data" in args
     parsed = parse_args(args)  # an unknown option or a bad value exits
     assert parsed.dataset_type == "webdataset" and parsed.train_data == args[args.index("--train-data") + 1]
+
+
+def test_every_python_one_liner_in_the_docs_runs(tmp_path):
+    """`python -c "..."` and `python -m mmpipe.audio_io` as the pages show them, run in a scratch folder."""
+    lines = [line for p in PAGES for lang, body in blocks(p) if lang in ("", "sh") for line in body.splitlines()
+             if re.search(r"python -c ", line)]
+    lines += [s for p in PAGES for s in spans(p) if s.startswith("python -c ")]
+    assert len(lines) >= 2, lines
+    for line in lines:
+        words = tokens(line)
+        code = words[words.index("-c") + 1]
+        ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, (line, ran.stderr[-2000:])
+    assert (tmp_path / "keep.npy").is_file()  # the export page's uid list, for `mmpipe export --ids keep.npy`
+    ran = subprocess.run([sys.executable, "-m", "mmpipe.audio_io"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0 and os.path.isdir(ran.stdout.strip()), (ran.stdout, ran.stderr[-2000:])
