@@ -77,3 +77,20 @@ def test_the_readme_documents_every_drop_reason_and_no_other():
     table = readme[readme.index("| reason | meaning |"):].split("\n\n")[0]
     documented = re.findall(r"^\| `([a-z_0-9]+)` \|", table, flags=re.M)
     assert sorted(documented) == sorted(DROP_REASONS)
+
+
+def test_the_report_templates_ship_in_the_package_and_parse():
+    """Every file under mmpipe/report/templates is package data (a wheel carries it), and each template
+    compiles in the report's environment (autoescaped, strict undefined)."""
+    from fnmatch import fnmatch
+
+    from mmpipe.report.html import environment
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mmpipe"]
+    folder = ROOT / "mmpipe" / "report" / "templates"
+    files = sorted(p.relative_to(ROOT / "mmpipe").as_posix() for p in folder.iterdir() if p.is_file())
+    assert files and all(any(fnmatch(f, g) for g in globs) for f in files), (files, globs)
+    env = environment()
+    assert env.autoescape("page.html.j2") and env.autoescape("macros.html.j2")
+    for name in env.list_templates():
+        env.get_template(name)
