@@ -67,3 +67,20 @@ def test_bootstrap_filter_flow_does_not_import_the_demo():
     code = "import sys, flows.bootstrap_filter; print(any(m.startswith('mmpipe.demo') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_the_report_templates_ship_in_the_package_and_parse():
+    """Every file under mmpipe/report/templates is package data (a wheel carries it), and each template
+    compiles in the report's environment (autoescaped, strict undefined)."""
+    from fnmatch import fnmatch
+
+    from mmpipe.report.html import environment
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mmpipe"]
+    folder = ROOT / "mmpipe" / "report" / "templates"
+    files = sorted(p.relative_to(ROOT / "mmpipe").as_posix() for p in folder.iterdir() if p.is_file())
+    assert files and all(any(fnmatch(f, g) for g in globs) for f in files), (files, globs)
+    env = environment()
+    assert env.autoescape("page.html.j2") and env.autoescape("macros.html.j2")
+    for name in env.list_templates():
+        env.get_template(name)

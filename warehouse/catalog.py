@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import util as importlib_util
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import duckdb
+import tenacity
 
 from warehouse.guard import without_password
 
@@ -240,15 +240,15 @@ def _pg_locks(catalog: Catalog, exclusive: bool, names: list[str]) -> Iterator[N
 RETRYABLE = ("database is locked", "conflict", "Failed to flush changes", "Failed to commit")
 
 
+def _lost_race(e: BaseException) -> bool:
+    return isinstance(e, duckdb.Error) and any(s in str(e) for s in RETRYABLE)
+
+
 def retrying(fn, attempts: int = 8):
-    """Run `fn()`, retrying a whole transaction that lost a race with another writer."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except duckdb.Error as e:
-            if attempt == attempts - 1 or not any(s in str(e) for s in RETRYABLE):
-                raise
-            time.sleep(0.05 * 2 ** attempt)
+    """Run `fn()`, retrying a whole transaction that lost a race with another writer (up to `attempts`
+    tries, 0.05 s doubling between them); any other error, or the last try's, is raised as it is."""
+    return tenacity.Retrying(retry=tenacity.retry_if_exception(_lost_race), stop=tenacity.stop_after_attempt(attempts),
+                             wait=tenacity.wait_exponential(multiplier=0.05), reraise=True)(fn)
 
 
 def attach_script(catalog: Catalog) -> str:

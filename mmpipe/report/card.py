@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
-from mmpipe.report.html import anchor_of, esc, table
+from mmpipe.report.html import anchor_of, link, render
 from mmpipe.schema import DROP_REASONS
 
 STAGE_ORDER = ["fetch", "decode", "basic", "dedup", "clip_filter", "asr_quality", "semantic_dedup"]
@@ -57,20 +57,14 @@ def data_card(d: dict) -> str:
     ]
     if ds.get("parent_id"):
         facts.append({"": "derived from", "value": ds["parent_id"]})
-    parts = ['<div class="grid2"><div>', "<h3>Version</h3>", table(facts), "</div><div>",
-             "<h3>Sources</h3>", table([_run_row(r) for r in d["runs"].to_pylist()],
-                                       ["run_id", "flow", "status", "source", "started", "finished", "code"]),
-             "</div></div>", "<h3>Counts in and out per stage</h3>",
-             table([{"stage": "input", "in": total, "dropped": 0, "out": total, "reasons": ""}, *stages,
-                    {"stage": "kept", "in": kept, "dropped": 0, "out": kept, "reasons": ""}],
-                   ["stage", "in", "dropped", "out", "reasons"]),
-             "<h3>Drop reasons</h3>", _reasons_table(reasons, total),
-             '<div class="grid2"><div><h3>Filter spec</h3>',
-             table([{"setting": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
-                    for k, v in sorted(fspec.items())]),
-             "</div><div><h3>Models and stage versions</h3>", _models_used(d), "</div></div>",
-             "<h3>Lineage</h3>", lineage(d)]
-    return "".join(parts)
+    return render(
+        "data_card.html.j2", ds=ds, facts=facts, runs=[_run_row(r) for r in d["runs"].to_pylist()],
+        stages=[{"stage": "input", "in": total, "dropped": 0, "out": total, "reasons": ""}, *stages,
+                {"stage": "kept", "in": kept, "dropped": 0, "out": kept, "reasons": ""}],
+        reasons=_reason_rows(reasons, total),
+        filter_spec=[{"setting": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
+                     for k, v in sorted(fspec.items())],
+        models_used=_models_used(d), **lineage(d))
 
 
 def _run_row(r: dict) -> dict:
@@ -79,14 +73,13 @@ def _run_row(r: dict) -> dict:
             "code": r["code_version"]}
 
 
-def _reasons_table(reasons: Counter, total: int) -> str:
-    rows = [{"drop_reason": f'<a href="#{reason_link(k)}">{esc(k)}</a>', "samples": v,
+def _reason_rows(reasons: Counter, total: int) -> list[dict]:
+    return [{"drop_reason": link(f"#{reason_link(k)}", k), "samples": v,
              "share": f"{v / total:.1%}" if total else "", "meaning": DROP_REASONS.get(k, "")}
             for k, v in reasons.most_common()]
-    return table(rows, ["drop_reason", "samples", "share", "meaning"], raw=["drop_reason"])
 
 
-def _models_used(d: dict) -> str:
+def _models_used(d: dict) -> list[dict]:
     rows, fspec, clip = [], d["filter_spec"], d.get("clip")
     if clip:
         filt = clip.get("filter_model")
@@ -104,24 +97,16 @@ def _models_used(d: dict) -> str:
     for r in sorted(d["stage_versions"].to_pylist(), key=lambda r: stage_rank(r["stage"])):
         rows.append({"role": f"stage {r['stage']}", "model": "", "version / weights": f"v{r['stage_version']}",
                      "note": f"{r['decided']} decided, {r['kept']} kept"})
-    return table(rows, ["role", "model", "version / weights", "note"])
+    return rows
 
 
-def lineage(d: dict) -> str:
-    """run -> dataset -> models -> evals, as a chain and a table."""
-    ds = d["dataset"]
+def lineage(d: dict) -> dict:
+    """run -> dataset -> models -> evals: the counts of the chain, a row per model, derived versions."""
     models = d["models"].to_pylist()
     evals = d["evals"].to_pylist()
     per_model = Counter(e["model_id"] for e in evals)
-    chain = (f"<p><code>run {esc(ds['run_id'])}</code> → <code>dataset {esc(ds['name'])}@{esc(ds['version'])}"
-             f"</code> → {len(models)} model(s) → {len(evals)} eval metric(s)</p>")
     rows = [{"model": m["model_id"][:8], "objective": m["objective"], "status": m["status"],
              "training run": m["run_id"], "evals": per_model.get(m["model_id"], 0),
              "eval runs": ", ".join(sorted({e["run_id"] for e in evals if e["model_id"] == m["model_id"]}))}
             for m in models]
-    children = d["children"].to_pylist()
-    extra = ""
-    if children:
-        extra = "<p>Versions derived from it: " + ", ".join(
-            f"<code>{esc(c['name'])}@{esc(c['version'])}</code> ({c['n_samples']})" for c in children) + "</p>"
-    return chain + (table(rows) if rows else '<p class="none">no model trained on this version yet</p>') + extra
+    return {"n_models": len(models), "n_evals": len(evals), "lineage": rows, "children": d["children"].to_pylist()}

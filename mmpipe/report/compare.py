@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from mmpipe.report import plots
-from mmpipe.report.html import esc, figure, table
+from mmpipe.report.html import render
 
 LISTED = 50
 
@@ -36,32 +36,25 @@ def compare_section(c: dict, save) -> str:
                {"": f"only in {la} (removed)", la: len(removed), lb: ""},
                {"": f"only in {lb} (added)", la: "", lb: len(added)},
                {"": "decisions that changed (samples both runs met)", la: len(changed), lb: len(changed)}]
-    parts = [f"<p>From <code>{esc(la)}</code> to <code>{esc(lb)}</code>.</p>", table(summary, ["", la, lb])]
     moves = Counter((_outcome(r["a_keep"], r["a_reason"]), _outcome(r["b_keep"], r["b_reason"])) for r in changed)
-    parts += ["<h3>Decisions whose reason changed</h3>",
-              table([{f"in {la}": k[0], f"in {lb}": k[1], "samples": v} for k, v in moves.most_common()]),
-              table([{"sample": r["sample_id"][:12], "caption": r["text"], la: _outcome(r["a_keep"], r["a_reason"]),
-                      lb: _outcome(r["b_keep"], r["b_reason"])} for r in changed[:LISTED]])]
-    for title, rows in ((f"Added in {lb}", added), (f"Removed from {la}", removed)):
-        parts += [f"<h3>{esc(title)} ({len(rows)})</h3>",
-                  table([{"sample": r["sample_id"][:12], "source_key": r["source_key"], "caption": r["text"]}
-                         for r in rows[:LISTED]])]
+    lists = [(title, len(rows), [{"sample": r["sample_id"][:12], "source_key": r["source_key"], "caption": r["text"]}
+                                 for r in rows[:LISTED]])
+             for title, rows in ((f"Added in {lb}", added), (f"Removed from {la}", removed))]
     sa, sb = c["scores_a"], c["scores_b"]
-    parts.append("<h3>Score distribution shift</h3>")
+    shift, stats = None, []
     if sa or sb:
-        png = plots.score_shift(sa, sb, la, lb)
-        parts += [figure(png, "CLIP scores of each version's members, each under its own filter model",
-                         "score distribution shift"), save("compare_scores.png", png)]
-        rows = []
+        shift = plots.score_shift(sa, sb, la, lb)
+        save("compare_scores.png", shift)
         for label, values, clip in ((la, sa, c["clip_a"]), (lb, sb, c["clip_b"])):
             v = np.asarray(values, float)
-            rows.append({"version": label, "model": f"{clip['model']} {clip['pretrained']}" if clip else "",
-                         "threshold": clip["threshold"] if clip else None, "n": len(v),
-                         "mean": float(v.mean()) if v.size else None,
-                         "median": float(np.median(v)) if v.size else None,
-                         "p5": float(np.quantile(v, 0.05)) if v.size else None})
-        ks = ks_statistic(sa, sb)
-        parts += [table(rows), f"<p>Kolmogorov-Smirnov statistic: {ks:.3f}</p>" if ks is not None else ""]
-    else:
-        parts.append('<p class="none">neither version has CLIP scores</p>')
-    return "".join(parts)
+            stats.append({"version": label, "model": f"{clip['model']} {clip['pretrained']}" if clip else "",
+                          "threshold": clip["threshold"] if clip else None, "n": len(v),
+                          "mean": float(v.mean()) if v.size else None,
+                          "median": float(np.median(v)) if v.size else None,
+                          "p5": float(np.quantile(v, 0.05)) if v.size else None})
+    return render(
+        "compare.html.j2", la=la, lb=lb, summary=summary,
+        moves=[{f"in {la}": k[0], f"in {lb}": k[1], "samples": v} for k, v in moves.most_common()],
+        changed=[{"sample": r["sample_id"][:12], "caption": r["text"], la: _outcome(r["a_keep"], r["a_reason"]),
+                  lb: _outcome(r["b_keep"], r["b_reason"])} for r in changed[:LISTED]],
+        lists=lists, shift=shift, stats=stats, ks=ks_statistic(sa, sb) if shift else None)

@@ -13,7 +13,7 @@ from mmpipe.report import plots
 from mmpipe.report.card import data_card, funnel
 from mmpipe.report.compare import compare_section
 from mmpipe.report.galleries import borderline, dropped_galleries, duplicate_pairs, kept_gallery
-from mmpipe.report.html import esc, figure, page, section, table
+from mmpipe.report.html import render
 from mmpipe.report.media import audio_section, models_section
 
 
@@ -38,70 +38,63 @@ def write_report(inputs: dict, out_dir: str | os.PathLike, compare: dict | None 
 def build_html(d: dict, save, compare: dict | None = None) -> str:
     """The page as a string; `save(name, png)` keeps each plot beside it."""
     ds = d["dataset"]
-    title = f"{ds['name']}@{ds['version']}"
     _, _, reasons = funnel(d["funnel"].to_pylist())
     previews = d["previews"].to_pylist()
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = [f"<h1>Data card: {esc(title)}</h1><p class=\"sub\">{esc(ds['modality'])} dataset, "
-            f"{ds['n_samples']} samples · report made {now} from the warehouse at <code>{esc(d['home'])}</code></p>"]
-    nav = [("card", "Data card")]
-    body.append(section("card", "Data card", data_card(d)))
+    sections = [_section("card", "Data card", "Data card", data_card(d))]
     if ds["modality"] == "audio":
-        nav.append(("audio", "Audio"))
-        body.append(section("audio", "Audio", audio_section(d, reasons, save)))
+        sections.append(_section("audio", "Audio", "Audio", audio_section(d, reasons, save)))
     else:
-        nav.append(("scores", "CLIP scores"))
-        body.append(section("scores", "CLIP scores", scores_section(d, save)))
-        nav += [("kept", "Kept"), ("dropped", "Dropped"), ("borderline", "Borderline"), ("duplicates", "Duplicates")]
-        body += [section("kept", "Kept examples", kept_gallery(previews)),
-                 section("dropped", "Dropped examples per reason", dropped_galleries(
-                     reasons, previews, d["dropped"].to_pylist())),
-                 section("borderline", "Borderline pairs around the threshold",
-                         borderline(previews, (d.get("clip") or {}).get("threshold"))),
-                 section("duplicates", "Near-duplicate pairs side by side",
-                         duplicate_pairs(d["duplicates"].to_pylist(), previews))]
+        sections += [
+            _section("scores", "CLIP scores", "CLIP scores", scores_section(d, save)),
+            _section("kept", "Kept", "Kept examples", kept_gallery(previews)),
+            _section("dropped", "Dropped", "Dropped examples per reason",
+                     dropped_galleries(reasons, previews, d["dropped"].to_pylist())),
+            _section("borderline", "Borderline", "Borderline pairs around the threshold",
+                     borderline(previews, (d.get("clip") or {}).get("threshold"))),
+            _section("duplicates", "Duplicates", "Near-duplicate pairs side by side",
+                     duplicate_pairs(d["duplicates"].to_pylist(), previews))]
     if d.get("sweep"):
-        nav.append(("sweep", "Sweep"))
-        body.append(section("sweep", "The sweep that chose this setting", sweep_section(d, save)))
-    nav.append(("models", "Models"))
-    body.append(section("models", "Trained models", models_section(d, save)))
+        sections.append(_section("sweep", "Sweep", "The sweep that chose this setting", sweep_section(d, save)))
+    sections.append(_section("models", "Models", "Trained models", models_section(d, save)))
     if compare is not None:
-        nav.append(("compare", "Compare"))
-        body.append(section("compare", f"Compared with {compare['b']['name']}@{compare['b']['version']}",
-                            compare_section(compare, save)))
-    return page(f"mmpipe report {title}", nav, "".join(body))
+        sections.append(_section("compare", "Compare", f"Compared with {compare['b']['name']}@{compare['b']['version']}",
+                                 compare_section(compare, save)))
+    title = f"{ds['name']}@{ds['version']}"
+    return render("page.html.j2", title=f"mmpipe report {title}", name=title, ds=ds, home=d["home"],
+                  now=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), sections=sections)
+
+
+def _section(anchor: str, nav: str, title: str, body: str) -> dict:
+    return {"anchor": anchor, "nav": nav, "title": title, "body": body}
 
 
 def scores_section(d: dict, save) -> str:
     """Score histograms per source with the threshold, score quantiles, and the PCA of the embeddings."""
     clip = d.get("clip")
     if not clip:
-        return '<p class="none">this version was curated without CLIP scoring (<code>--clip-model none</code>)</p>'
+        return render("scores.html.j2", clip=None, histogram=None, projection=None, quantiles=None)
     scores = d["scores"].to_pylist()
     groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     for r in scores:
         groups[r["source"] or "?"][0].append(r["score"])
         groups[r["source"] or "?"][1].append(bool(r["keep"]))
-    parts = []
+    histogram = projection = quantiles = None
     if scores:
-        png = plots.score_histograms(dict(groups), clip["threshold"], f"({clip['rule']})")
-        parts += [figure(png, f"CLIP scores ({clip['model']}, {clip['pretrained']}) per source; kept and dropped "
-                         "stacked; the dashed line is the threshold", "CLIP score histogram"),
-                  save("clip_scores.png", png)]
+        histogram = plots.score_histograms(dict(groups), clip["threshold"], f"({clip['rule']})")
+        save("clip_scores.png", histogram)
         values = np.asarray([r["score"] for r in scores], float)
         qs = {f"p{int(q * 100)}": float(np.quantile(values, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)}
-        parts.append(table([{"scored": len(values), "min": float(values.min()), **qs, "max": float(values.max()),
-                             "threshold": clip["threshold"]}]))
+        quantiles = {"scored": len(values), "min": float(values.min()), **qs, "max": float(values.max()),
+                     "threshold": clip["threshold"]}
     emb = d["embeddings"].to_pylist()
     if len(emb) >= 3:
         vectors = np.stack([np.frombuffer(r["image_embedding"], dtype="<f2") for r in emb])
         points, explained = plots.pca_2d(vectors)
         labels = ["kept" if r["keep"] else (r["drop_reason"] or "dropped") for r in emb]
-        png = plots.projection(points, labels, explained,
-                               f"PCA of {len(emb)} stored image embeddings, coloured by outcome")
-        parts += [figure(png, "2-D projection (PCA) of the stored CLIP image embeddings", "embedding projection"),
-                  save("embeddings_pca.png", png)]
-    return "".join(parts) or '<p class="none">no scores stored for this version\'s runs</p>'
+        projection = plots.projection(points, labels, explained,
+                                      f"PCA of {len(emb)} stored image embeddings, coloured by outcome")
+        save("embeddings_pca.png", projection)
+    return render("scores.html.j2", clip=clip, histogram=histogram, projection=projection, quantiles=quantiles)
 
 
 def sweep_section(d: dict, save) -> str:
@@ -117,10 +110,8 @@ def sweep_section(d: dict, save) -> str:
              "": "chosen" if r["version"] == chosen else ("this version" if r["version"] == d["dataset"]["version"]
                                                           else "")} for r in results]
     png = plot_png(results, metric, chosen)
+    save("sweep.png", png)
     params = sw["params"]
-    lead = (f"<p>Sweep run <code>{esc(sw['run_id'])}</code>: every setting derived from the same stored scores, the "
-            f"same {esc(params.get('objective', 'contrastive'))} recipe for {esc(params.get('samples_seen'))} samples "
-            f"seen, evaluated on <code>{esc(params.get('eval_dataset'))}</code>.</p>")
-    choice = f"<p>Chosen: <b>{esc(chosen)}</b>, tagged <code>{esc(tag['tag'])}</code>: {esc(tag['reason'])}.</p>" \
-        if tag else "<p>No setting tagged yet.</p>"
-    return lead + table(rows) + figure(png, f"{metric} by filter setting", "sweep plot") + save("sweep.png", png) + choice
+    return render("sweep.html.j2", run_id=sw["run_id"], objective=params.get("objective", "contrastive"),
+                  samples_seen=params.get("samples_seen"), eval_dataset=params.get("eval_dataset"), rows=rows,
+                  png=png, metric=metric, tag=tag, chosen=chosen)

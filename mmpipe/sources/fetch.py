@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpcore
 import httpx
+import tenacity
 
 
 @dataclass(frozen=True)
@@ -96,45 +97,63 @@ def _transport(limits: httpx.Limits) -> httpx.HTTPTransport:
     return transport
 
 
+class _Retryable(Exception):
+    """A try that failed in a way another may not: a retryable status, a timeout, a dropped connection."""
+
+    def __init__(self, failure: str):
+        super().__init__(failure)
+        self.failure = failure
+
+
 def _fetch_one(client: httpx.Client, url: str, cfg: FetchConfig) -> tuple[bytes | None, str | None]:
     """(bytes, None) or (None, detail): http_<status>, timeout, too_large, redirect_refused, connection."""
-    failure = "error"
     end = time.monotonic() + cfg.deadline_s  # one deadline for the URL: connecting, headers, body, retries
-    for attempt in range(cfg.retries + 1):
-        if attempt:
-            time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
-        if time.monotonic() >= end:
-            return None, "timeout"
-        _deadline.at = end
-        try:
-            with client.stream("GET", url) as r:
-                if r.status_code != 200:
-                    failure = f"http_{r.status_code}"
-                    if r.status_code in _RETRY_STATUS:
-                        continue
-                    return None, failure
-                declared = r.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
+    attempts = cfg.retries + 1
+
+    def out_of_time(rs: tenacity.RetryCallState) -> bool:  # no backoff that would end past the deadline
+        return time.monotonic() + rs.upcoming_sleep >= end
+
+    def gave_up(rs: tenacity.RetryCallState) -> tuple[None, str]:
+        return None, "timeout" if rs.attempt_number < attempts else rs.outcome.exception().failure
+
+    return tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retryable),
+                             stop=tenacity.stop_after_attempt(attempts) | out_of_time,
+                             wait=tenacity.wait_exponential(multiplier=cfg.backoff_s),
+                             retry_error_callback=gave_up)(_try_once, client, url, cfg, end)
+
+
+def _try_once(client: httpx.Client, url: str, cfg: FetchConfig, end: float) -> tuple[bytes | None, str | None]:
+    """One GET of `url`: its result, or _Retryable for a failure worth another try before `end`."""
+    if time.monotonic() >= end:
+        return None, "timeout"
+    _deadline.at = end
+    try:
+        with client.stream("GET", url) as r:
+            if r.status_code != 200:
+                if r.status_code in _RETRY_STATUS:
+                    raise _Retryable(f"http_{r.status_code}")
+                return None, f"http_{r.status_code}"
+            declared = r.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
+                return None, "too_large"
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > cfg.max_bytes:
                     return None, "too_large"
-                chunks, size = [], 0
-                for chunk in r.iter_bytes():
-                    size += len(chunk)
-                    if size > cfg.max_bytes:
-                        return None, "too_large"
-                    if time.monotonic() > end:
-                        raise _Deadline
-                    chunks.append(chunk)
-                return b"".join(chunks), None
-        except (httpx.TimeoutException, _Deadline):
-            failure = "timeout"
-        except httpx.UnsupportedProtocol:
-            # Only http(s) is followed: a redirect to file://, ftp:// etc. is refused, never retried.
-            return None, "redirect_refused"
-        except httpx.HTTPError:
-            failure = "connection"
-        finally:
-            _deadline.at = None
-    return None, failure
+                if time.monotonic() > end:
+                    raise _Deadline
+                chunks.append(chunk)
+            return b"".join(chunks), None
+    except (httpx.TimeoutException, _Deadline):
+        raise _Retryable("timeout") from None
+    except httpx.UnsupportedProtocol:
+        # Only http(s) is followed: a redirect to file://, ftp:// etc. is refused, never retried.
+        return None, "redirect_refused"
+    except httpx.HTTPError:
+        raise _Retryable("connection") from None
+    finally:
+        _deadline.at = None
 
 
 def fetch_all(urls: list[str], cfg: FetchConfig | None = None) -> list[tuple[bytes | None, str | None]]:

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import imagehash
 import numpy as np
 import pyarrow as pa
 from PIL import Image
-from scipy.fft import dctn
 
 from mmpipe.stages.base import Filter, set_column
 
 
 def phash(img: Image.Image) -> int:
-    """64-bit perceptual hash (DCT of a 32x32 grey thumbnail, 8x8 low frequencies vs their median)."""
-    grey = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = dctn(grey, norm="ortho")[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    value = 0
-    for b in bits:
-        value = (value << 1) | int(b)
-    return value - (1 << 64) if value >= (1 << 63) else value  # stored as signed BIGINT
+    """64-bit perceptual hash (imagehash.phash: DCT of a 32x32 grey thumbnail, 8x8 low frequencies vs
+    their median), first coefficient in the top bit, as a signed int64 (samples.phash is a BIGINT)."""
+    bits = imagehash.phash(img, hash_size=8, highfreq_factor=4).hash.ravel()
+    value = int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return value - (1 << 64) if value >= (1 << 63) else value
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:

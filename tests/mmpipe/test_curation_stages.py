@@ -52,6 +52,26 @@ def test_phash_is_stable_under_reencoding_and_differs_across_images():
     assert dist(a, _img(2)) > 10
 
 
+def test_phash_is_imagehash_as_the_signed_int64_the_warehouse_stores():
+    """samples.phash is a signed BIGINT: imagehash's 64 bits, first coefficient in the top bit; a resized
+    copy of a photo stays within the default radius (4), other photos do not."""
+    import imagehash
+    import skimage.data
+
+    photos = {n: Image.fromarray(getattr(skimage.data, n)()) for n in ("astronaut", "chelsea", "coffee", "rocket")}
+    for img in photos.values():
+        unsigned = int(str(imagehash.phash(img)), 16)
+        got = phash(img)
+        assert -2**63 <= got < 2**63 and got & (2**64 - 1) == unsigned
+        assert got < 0  # the top bit (the DC term, above the median) set: two's complement, not 2**63 and up
+    dist = lambda x, y: bin((phash(x) ^ phash(y)) & (2**64 - 1)).count("1")  # noqa: E731
+    for name, img in photos.items():
+        w, h = img.size
+        small = img.resize((int(w * 0.8), int(h * 0.8)), Image.Resampling.BICUBIC)
+        assert dist(img, small) <= 4, name
+        assert all(dist(img, other) > 10 for o, other in photos.items() if o != name)
+
+
 def test_near_duplicates_match_brute_force():
     rng = np.random.default_rng(0)
     base = rng.integers(-2**63, 2**63 - 1, size=300, dtype=np.int64)
