@@ -161,10 +161,13 @@ def recipe_from_params(params: dict, semantic: dict | None = None) -> str:
         value = params.get(_FLOW_NAMES.get(option, option))
         if option == "dedup_hamming" and value is None:
             value = -1  # the command's way of saying off
+        if value is None and not TYPES.get(option, ("", True))[1]:
+            continue  # not stored for this run: the recipe leaves it to the default
         if section:
             doc.setdefault(section, {})[key] = value
         else:
             doc[key] = value
     if semantic:
-        doc["semantic_dedup"] = {k: semantic.get(k) for k in SEMANTIC_DEDUP}
+        doc["semantic_dedup"] = {k: semantic.get(k) for k in SEMANTIC_DEDUP
+                                 if semantic.get(k) is not None or TYPES.get(f"semantic_dedup.{k}", ("", True))[1]}
     return yaml.safe_dump(doc, sort_keys=False)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from mmpipe.evaluate.masked import evaluate_masked
 from mmpipe.train.objectives.masked import MaskedAutoencoder, MaskedConfig, load_masked
+from mmpipe.train.loop import latest_checkpoint
 from mmpipe.train.recipes import train_masked
 from mmpipe.train.synthetic import write_shape_shards
 
@@ -40,9 +41,9 @@ def test_both_losses_fall_and_the_checkpoint_reloads(trained):
         first, last = [h[key] for h in history[:5]], [h[key] for h in history[-5:]]
         assert sum(last) < 0.8 * sum(first), key
     out = Path(trained["out_dir"])
-    assert Path(trained["checkpoint"]) == out / "model.safetensors"
-    assert json.loads((out / "masked_config.json").read_text())["width"] == 64
-    model = load_masked(out)
+    assert Path(trained["checkpoint"]) == latest_checkpoint(out) / "model.safetensors"
+    assert json.loads((latest_checkpoint(out) / "masked_config.json").read_text())["width"] == 64
+    model = load_masked(out)  # a run folder loads its newest whole checkpoint
     saved = load_file(trained["checkpoint"])
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     assert trained["config"]["model"]["image_mask_ratio"] == 0.75
