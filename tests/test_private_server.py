@@ -85,9 +85,15 @@ def test_a_private_server_that_dies_ends_the_command_with_one_line(tmp_path):
 
 
 def test_a_private_server_that_cannot_start_fails_the_command_at_once(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "source"  # one real pair: the command gets as far as starting its server
+    source.mkdir()
+    Image.new("RGB", (96, 96), "red").save(source / "a.png")
+    (source / "a.txt").write_text("a red square")
     env = {**_env(tmp_path), "PREFECT_API_DATABASE_CONNECTION_URL":
            f"sqlite+aiosqlite:///{tmp_path}/no-such-folder/prefect.db"}
-    out = subprocess.run([sys.executable, "-m", "mmpipe.cli", "curate", str(tmp_path), "--name", "x",
+    out = subprocess.run([sys.executable, "-m", "mmpipe.cli", "curate", str(source), "--name", "x",
                           "--clip-model", "none", "--home", str(tmp_path / "home")], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=CEILING)
     assert out.returncode == 1
