@@ -22,7 +22,8 @@ def test_every_printed_command_runs_in_bash(prefect_harness, tmp_path):
     assert not any(c.endswith("...") for c in [*look, train])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     for command in [*look, train]:
-        ran = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+        # run from where they were printed for (.venv/bin/... is relative to it)
+        ran = subprocess.run(["bash", "-c", command], cwd=os.getcwd(), env=env, capture_output=True, text=True,
                              timeout=600)
         assert ran.returncode == 0, (command, ran.stdout[-2000:], ran.stderr[-2000:])
         if " sql " in command:
