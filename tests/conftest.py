@@ -174,3 +174,22 @@ def postgres_dsn():
 
     with temporary_postgres() as dsn:
         yield dsn
+
+
+if os.environ.get("MMPIPE_TEST_PROFILE"):  # opt-in: one JSON line per test with its wall and CPU seconds
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        import json
+        import resource
+        import time
+
+        def cpu() -> float:
+            own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+        wall, used = time.monotonic(), cpu()
+        yield
+        with open(os.environ["MMPIPE_TEST_PROFILE"], "a") as out:
+            out.write(json.dumps({"test": item.nodeid, "wall_s": round(time.monotonic() - wall, 2),
+                                  "cpu_s": round(cpu() - used, 2)}) + "\n")

@@ -102,15 +102,11 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     sizes = json.loads((home / "datasets" / "demo-shapes" / "v1" / "sizes.json").read_text())
     assert sorted(Path(p).name for p in braceexpand(pattern)) == sorted(sizes)
     assert all(Path(p).is_file() for p in braceexpand(pattern))
-    # every command it suggests pastes into a shell as printed and works (open_clip_train's too)
+    # every command it suggests is whole (each one running as printed is tests/test_demo_commands.py's job)
     suggested = [line.strip() for line in out.split("Look at it:", 1)[1].splitlines()
                  if line.startswith("  ") and line.strip()]
     assert len(suggested) >= 9 and not any(c.endswith("...") for c in suggested), suggested
-    for command in suggested:
-        ran = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=600)
-        assert ran.returncode == 0, (command, ran.stdout[-2000:], ran.stderr[-2000:])
-    assert list((home / "open_clip").glob("demo-shapes-v1/checkpoints/epoch_1.pt")), suggested[-1]
+    assert any("open_clip_main" in c for c in suggested), suggested
     q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout
