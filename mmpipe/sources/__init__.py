@@ -18,7 +18,7 @@ import pyarrow as pa
 from mmpipe.sources.budget import MAX_RUN_BYTES, MAX_TAR_BYTES, reset_run, tar_budget
 from mmpipe.sources.fetch import FetchConfig
 from mmpipe.sources.table import MAX_FILE_BYTES, TABLE_SUFFIXES, TableColumns
-from mmpipe.sources.webdataset import MAX_MEMBER_BYTES, TAR_SUFFIXES
+from mmpipe.sources.tars import MAX_MEMBER_BYTES, TAR_SUFFIXES
 
 KINDS = ("folder", "webdataset", "table", "hf")
 
@@ -114,9 +114,9 @@ def _plan(spec: SourceSpec, workdir: str | Path | None) -> list[Shard]:
     kind = spec.resolved_kind()
     reset_run(spec)  # the run's decompressed-bytes budget starts here (per process under Dask)
     if kind == "webdataset":
-        from mmpipe.sources.webdataset import expand_shards
+        from mmpipe.sources.tars import expand_shards
 
-        return [Shard(i, kind, p) for i, p in enumerate(expand_shards(spec.path))]
+        return [Shard(i, kind, p) for i, p in enumerate(expand_shards(spec.path, must_exist=True))]
     if kind == "folder":
         from mmpipe.sources.folder import scan_folder
 
@@ -199,9 +199,9 @@ def validate(spec: SourceSpec) -> str:
     """Check a source before any work starts (exists, known kind, needed columns); returns its kind."""
     kind = spec.resolved_kind()
     if kind == "webdataset":
-        from mmpipe.sources.webdataset import expand_shards
+        from mmpipe.sources.tars import expand_shards
 
-        if not expand_shards(spec.path):
+        if not expand_shards(spec.path, must_exist=True):
             raise FileNotFoundError(f"no .tar/.tgz shards in {spec.path}")
     elif kind == "folder" and not Path(spec.path).is_dir():
         raise FileNotFoundError(f"not a folder: {spec.path}")
