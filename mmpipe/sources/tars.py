@@ -126,7 +126,7 @@ class TarSamples:
                     tf.members = []  # streaming: keep no headers (as webdataset does)
                     if member.isdir():
                         continue
-                    if Path(split_name(member.name)[0]).name.startswith((".", "_")):
+                    if member.name.rpartition("/")[2].startswith((".", "_")):  # hidden, or metadata
                         continue
                     if self.select is not None and not self.select(member.name):
                         continue
