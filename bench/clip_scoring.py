@@ -36,7 +36,7 @@ def make_shards(out: Path, n: int, side: int, per_shard: int = 500) -> list[Path
 
 
 def ours(shards, model, pretrained, batch, workers) -> tuple[int, float]:
-    from mmpipe.sources.webdataset import read_tar
+    from mmpipe.sources.webdataset import tar_batch
     from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
 
     scorer = ClipScorer(ClipScoreConfig(model, pretrained, batch_size=batch, num_workers=workers, device="cpu"))
@@ -44,7 +44,7 @@ def ours(shards, model, pretrained, batch, workers) -> tuple[int, float]:
     t = time.perf_counter()
     n = 0
     for path in shards:
-        b, _ = read_tar(str(path), "bench")
+        b, _ = tar_batch(str(path), "bench")
         n += len(scorer.score(b["sample_id"].to_pylist(), b["content"].to_pylist(), b["text"].to_pylist()))
     return n, time.perf_counter() - t
 

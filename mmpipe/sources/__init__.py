@@ -152,10 +152,10 @@ def _hf_dataset(path: str, split: str | None):
 def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, str | None]:
     """One shard as a batch, and an error message if the shard itself broke off midway."""
     if shard.kind == "webdataset":
-        from mmpipe.sources.webdataset import read_tar
+        from mmpipe.sources.webdataset import tar_batch
 
         budget = tar_budget(Path(shard.path), spec, spec.max_tar_bytes, spec.max_run_bytes)
-        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
+        return tar_batch(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
     if shard.kind == "folder":
         from mmpipe.sources.folder import read_entries
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mmpipe.sources.budget import TarBudget
-from mmpipe.sources.tars import MAX_MEMBER_BYTES, NOT_A_FILE, TAR_SUFFIXES, expand_shards, members, tar_samples  # noqa: F401
+from mmpipe.sources.tars import MAX_MEMBER_BYTES, members, tar_samples
 from mmpipe.schema import batch_from_rows, content_sha256, drop, missing_sample_id, sample_id
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff")
@@ -93,8 +93,8 @@ def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, m
     return drop(row, *problem) if problem else row
 
 
-def read_tar(path: str, source: str, modality: str = "image", shard_index: int = 0,
-             max_member_bytes: int = MAX_MEMBER_BYTES, budget: TarBudget | None = None) -> tuple[pa.Table, str | None]:
+def tar_batch(path: str, source: str, modality: str = "image", shard_index: int = 0,
+              max_member_bytes: int = MAX_MEMBER_BYTES, budget: TarBudget | None = None) -> tuple[pa.Table, str | None]:
     """All samples of one shard as a batch, and an error if the tar broke off midway or ran past its budget.
 
     Members over `max_member_bytes` are skipped unread (the sample is dropped as file_too_large); the

@@ -84,9 +84,9 @@ def test_caps_refuse_oversized_members_links_and_budget_and_never_let_a_name_esc
     assert got["link"] == {"jpg": Refused(NOT_A_FILE, "symlink")}
     assert "../../etc/evil" in got and set(got) == {"big", "../../etc/evil", "link"}  # a key, never a path
     # the sources reader turns these into drop reasons and keeps every key under the tar's name
-    from mmpipe.sources.webdataset import read_tar
+    from mmpipe.sources.webdataset import tar_batch
 
-    batch, error = read_tar(str(path), "t", max_member_bytes=1000)
+    batch, error = tar_batch(str(path), "t", max_member_bytes=1000)
     rows = {r["source_key"]: r for r in batch.to_pylist()}
     assert rows["h.tar/big"]["drop_reason"] == "file_too_large"
     assert rows["h.tar/link"]["drop_reason"] == "not_a_file"
