@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -94,11 +93,11 @@ def snapshot(home: Path) -> dict:
     ds = wh.sql("SELECT shards_uri, manifest_uri FROM datasets").to_pylist()[0]
     members = []
     if ds["shards_uri"]:
-        from braceexpand import braceexpand
+        from mmpipe.sources.tars import expand_shards, tar_samples
 
-        for path in braceexpand(wh.resolve(ds["shards_uri"])):
-            with tarfile.open(path) as tf:
-                members += sorted(m.name for m in tf)
+        for path in expand_shards(wh.resolve(ds["shards_uri"])):
+            members += sorted(f"{s['__key__']}.{ext}" for s in tar_samples(path, None) for ext in s
+                              if not ext.startswith("__"))
     import pyarrow.parquet as pq
 
     # The newest run: a kill that lands after a run completed (while the command exits) leaves a whole

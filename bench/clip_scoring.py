@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -26,18 +25,18 @@ def make_shards(out: Path, n: int, side: int, per_shard: int = 500) -> list[Path
     rng = random.Random(0)
     shards = []
     for k, start in enumerate(range(0, n, per_shard)):
-        members = []
+        samples = []
         for i in range(start, min(n, start + per_shard)):
             data, text, _ = random_pair(rng, side)
-            members += [(f"{i:07d}.jpg", data), (f"{i:07d}.txt", text.encode())]
+            samples.append({"__key__": f"{i:07d}", "jpg": data, "txt": text.encode()})
         path = out / f"bench-{k:06d}.tar"
-        write_tar_atomic(path, members)
+        write_tar_atomic(path, samples)
         shards.append(path)
     return shards
 
 
 def ours(shards, model, pretrained, batch, workers) -> tuple[int, float]:
-    from mmpipe.sources.webdataset import read_tar
+    from mmpipe.sources.webdataset import tar_batch
     from mmpipe.stages.clip_score import ClipScoreConfig, ClipScorer
 
     scorer = ClipScorer(ClipScoreConfig(model, pretrained, batch_size=batch, num_workers=workers, device="cpu"))
@@ -45,7 +44,7 @@ def ours(shards, model, pretrained, batch, workers) -> tuple[int, float]:
     t = time.perf_counter()
     n = 0
     for path in shards:
-        b, _ = read_tar(str(path), "bench")
+        b, _ = tar_batch(str(path), "bench")
         n += len(scorer.score(b["sample_id"].to_pylist(), b["content"].to_pylist(), b["text"].to_pylist()))
     return n, time.perf_counter() - t
 
@@ -53,6 +52,7 @@ def ours(shards, model, pretrained, batch, workers) -> tuple[int, float]:
 def baseline(shards, model_name, pretrained, batch) -> tuple[int, float]:
     """What a user writes by hand: read, decode, preprocess, encode, cosine, batch after batch."""
     import open_clip
+    import webdataset as wds
 
     from mmpipe.models.clip import register_configs
 
@@ -70,15 +70,10 @@ def baseline(shards, model_name, pretrained, batch) -> tuple[int, float]:
             return (img * txt).sum(-1).tolist()
 
     for path in shards:
-        files = {}
-        with tarfile.open(path) as tf:
-            for m in tf:
-                files[m.name] = tf.extractfile(m).read()
-        keys = sorted({name.split(".")[0] for name in files})
         images, texts = [], []
-        for key in keys:
-            images.append(preprocess(Image.open(io.BytesIO(files[f"{key}.jpg"])).convert("RGB")))
-            texts.append(files[f"{key}.txt"].decode())
+        for sample in wds.WebDataset(str(path), shardshuffle=False):
+            images.append(preprocess(Image.open(io.BytesIO(sample["jpg"])).convert("RGB")))
+            texts.append(sample["txt"].decode())
             if len(images) == batch:
                 n += len(flush(images, texts))
                 images, texts = [], []

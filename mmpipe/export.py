@@ -4,10 +4,9 @@ Parquet manifests; plus the staged shards a run keeps between its passes."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
-import tarfile
-import time
 from pathlib import Path
 from typing import Iterable
 
@@ -16,26 +15,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmpipe.schema import AUDIO_SAMPLE_RATE, MAX_PIXELS
+from mmpipe.sources.tars import members, tar_samples, write_tar_atomic  # noqa: F401  (write_tar_atomic: re-exported)
 from mmpipe.stages.decode import decode_image, sniff_format
 
 SHARD_NAME = "shard-{:06d}.tar"
-
-
-def write_tar_atomic(path: str | Path, members: Iterable[tuple[str, bytes]]) -> int:
-    """Write (name, bytes) members to a tar under a temp name, then rename; returns member count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    mtime = time.time()
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), mtime, 0o644
-            tf.addfile(info, io.BytesIO(data))
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def stage_batch(batch: pa.Table, path: str | Path) -> int:
@@ -50,18 +33,17 @@ def stage_batch(batch: pa.Table, path: str | Path) -> int:
             seen.add(sid)
             rows.append((sid, ordinal, content, text, meta))
 
-    def members():
+    def samples():
         for sid, ordinal, content, text, meta in rows:
-            yield f"{sid}.bin", content
-            yield f"{sid}.txt", (text or "").encode("utf-8")
-            yield f"{sid}.json", json.dumps({"sample_id": sid, "ordinal": ordinal,
-                                             "meta": json.loads(meta) if meta else None}).encode()
+            yield {"__key__": sid, "bin": content, "txt": (text or "").encode("utf-8"),
+                   "json": json.dumps({"sample_id": sid, "ordinal": ordinal,
+                                       "meta": json.loads(meta) if meta else None}).encode()}
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"sample_id": pa.array([r[0] for r in rows], pa.string()),
                              "ordinal": pa.array([r[1] for r in rows], pa.int64())}), path.with_suffix(".ids.parquet"))
-    write_tar_atomic(path, members())  # last: its presence marks the shard as prepared
+    write_tar_atomic(path, samples())  # last: its presence marks the shard as prepared
     return len(rows)
 
 
@@ -72,20 +54,12 @@ def staged_ids(path: str | Path) -> pa.Table:
 
 def read_staged(path: str | Path) -> list[dict]:
     """The samples of a staged shard: sample_id, content, text, ordinal, meta (the source's json or None)."""
-    groups: dict[str, dict] = {}
-    with tarfile.open(path, "r") as tf:
-        for m in tf:
-            key, ext = m.name.split(".", 1)
-            data = tf.extractfile(m).read()
-            g = groups.setdefault(key, {"sample_id": key})
-            if ext == "bin":
-                g["content"] = data
-            elif ext == "txt":
-                g["text"] = data.decode("utf-8")
-            elif ext == "json":
-                info = json.loads(data)
-                g["ordinal"], g["meta"] = info["ordinal"], info.get("meta")
-    return list(groups.values())
+    out = []
+    for s in tar_samples(path, max_member_bytes=None):  # our own staged shard: its source was capped when read
+        info = json.loads(s["json"])
+        out.append({"sample_id": s["__key__"], "content": s["bin"], "text": s["txt"].decode("utf-8"),
+                    "ordinal": info["ordinal"], "meta": info.get("meta")})
+    return out
 
 
 def as_jpeg(content: bytes, max_pixels: int = MAX_PIXELS) -> bytes:
@@ -125,22 +99,24 @@ def export_shard(samples: list[dict], path: str | Path, modality: str = "image",
             return "flac", encode_flac(s["audio"])
         return "jpg", as_jpeg(s["content"], max_pixels)
 
-    def members():
+    def records():
         for s in samples:
             ext, data = media(s)
             meta = {k: v for k, v in s.items() if k not in ("content", "audio", "text")}
-            yield f"{s['sample_id']}.{ext}", data
-            yield f"{s['sample_id']}.txt", (s.get("text") or "").encode("utf-8")
-            yield f"{s['sample_id']}.json", json.dumps(meta, default=str).encode()
+            yield {"__key__": s["sample_id"], ext: data, "txt": (s.get("text") or "").encode("utf-8"),
+                   "json": json.dumps(meta, default=str).encode()}
 
-    write_tar_atomic(path, members())
+    write_tar_atomic(path, records())
     return len(samples)
 
 
 def count_samples(path: str | Path) -> int:
     """Samples in an exported shard (one .json per sample)."""
-    with tarfile.open(path) as tf:
-        return sum(1 for m in tf if m.name.endswith(".json"))
+    return sum(1 for s in tar_samples(path, None, select=_is_json) if "json" in s)
+
+
+def _is_json(name: str) -> bool:
+    return name.endswith(".json")
 
 
 def write_sizes(out_dir: str | Path, sizes: dict[str, int]) -> Path:
@@ -187,8 +163,7 @@ def finalize_shards(out_dir: str | Path, part_sizes: dict[str, int],
     write_sizes(out, sizes)
     shard_of: dict[str, str] = {}
     for name in final.values() if index else ():
-        with tarfile.open(out / name) as tf:
-            shard_of.update({m.name.split(".")[0]: name for m in tf if m.name.endswith(".json")})
+        shard_of.update({s["__key__"]: name for s in tar_samples(out / name, None, select=_is_json) if "json" in s})
     last = len(parts) - 1
     pattern = "" if not parts else (SHARD_NAME.format(0) if last == 0 else
                                     "shard-{000000.." + f"{last:06d}" + "}.tar")
@@ -243,29 +218,17 @@ def decode_audio(flac: bytes):
 
 def first_json(path: str | Path) -> dict | None:
     """The first sample's json of a shard (what the dataset card declares), or None."""
-    with tarfile.open(path) as tf:
-        for m in tf:
-            if m.name.endswith(".json"):
-                return json.loads(tf.extractfile(m).read())
+    for s in tar_samples(path, None, select=_is_json):
+        if "json" in s:
+            return json.loads(s["json"])
     return None
 
 
 def iter_shard_samples(shards: list[str]) -> Iterable[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) of each sample of exported shards, one sample in memory at a time."""
     for path in shards:
-        with tarfile.open(path) as tf:
-            key, files = None, {}
-            for m in tf:
-                if not m.isfile():
-                    continue
-                k, _, ext = m.name.partition(".")
-                if k != key and key is not None:
-                    yield key, files
-                    files = {}
-                key = k
-                files[ext] = tf.extractfile(m).read()
-            if key is not None:
-                yield key, files
+        for s in tar_samples(path, max_member_bytes=None):  # our own exported shards
+            yield s["__key__"], {e: v for e, v in members(s).items() if isinstance(v, bytes)}
 
 
 def reshard(shards: list[str], keep: set[str] | None, out_dir: str | Path, shard_size: int = 1000,
@@ -275,25 +238,16 @@ def reshard(shards: list[str], keep: set[str] | None, out_dir: str | Path, shard
     with `transform(key, files) -> files`; returns part name -> count (finalize_shards names them)."""
     out = Path(out_dir) / "parts"
     sizes: dict[str, int] = {}
-    batch: list[tuple[str, bytes]] = []
-    count = 0
 
-    def flush() -> None:
-        nonlocal batch, count
-        if count:
-            name = f"{prefix}-{len(sizes):06d}.tar"
-            write_tar_atomic(out / name, batch)
-            sizes[name] = count
-        batch, count = [], 0
+    def chosen():
+        for key, files in iter_shard_samples(shards):
+            if keep is None or key in keep:
+                yield {"__key__": key, **(transform(key, files) if transform is not None else files)}
 
-    for key, files in iter_shard_samples(shards):
-        if keep is not None and key not in keep:
-            continue
-        if transform is not None:
-            files = transform(key, files)
-        batch += [(f"{key}.{ext}", data) for ext, data in sorted(files.items())]
-        count += 1
-        if count >= shard_size:
-            flush()
-    flush()
+    samples = chosen()
+    # streamed part by part through the one atomic writer (webdataset's ShardWriter names parts by a
+    # %-pattern and writes them in place, so a crash would leave a half part under its final name)
+    for first in samples:
+        name = f"{prefix}-{len(sizes):06d}.tar"
+        sizes[name] = write_tar_atomic(out / name, itertools.chain([first], itertools.islice(samples, shard_size - 1)))
     return sizes

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from braceexpand import braceexpand
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +19,7 @@ from mmpipe.export import (export_shard, finalize_shards, first_json, read_stage
 from mmpipe.export_options import shard_names
 from mmpipe.manifest import manifest_from_plan, plan_rows, write_plan
 from mmpipe.schema import MAX_PIXELS, split_of
+from mmpipe.sources.tars import expand_shards
 from tasks.report import artifact_key
 from warehouse import Warehouse, utcnow
 from warehouse.dataset_queries import dataset_version, derived_version, latest_curated, next_version
@@ -113,7 +113,7 @@ def publish_dataset(home: str, run_id: str, name: str, version: str, out_dir: st
                               run_id)
     rows = manifest_rows(wh, run_id, modality, model_key or {})
     if base:
-        shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
+        shards = expand_shards(wh.resolve(base["shards_uri"])) if base["shards_uri"] else []
         part_sizes = {**reshard(shards, None, out, prefix="base"), **part_sizes}
         rows = [{k: v for k, v in r.items() if k not in ("shard", "split")}
                 for r in pq.read_table(wh.resolve(base["manifest_uri"])).to_pylist()] + rows
@@ -175,7 +175,7 @@ def subset_version(wh: Warehouse, home: str, run_id: str, base: dict, sample_ids
     version = next_version(wh, name)
     out = Path(home) / "datasets" / name / version
     keep = set(sample_ids)
-    shards = list(braceexpand(wh.resolve(base["shards_uri"]))) if base["shards_uri"] else []
+    shards = expand_shards(wh.resolve(base["shards_uri"])) if base["shards_uri"] else []
     started = time.time()
     parts = reshard(shards, keep, out, shard_size, transform)
     if on_parts is not None:

@@ -99,10 +99,8 @@ class ShapesSet:
 
 
 def _write_pairs(path: Path, pairs: list[tuple[bytes, str]]) -> Path:
-    members = []
-    for i, (data, text) in enumerate(pairs):
-        members += [(f"{i:06d}.jpg", data), (f"{i:06d}.txt", text.encode())]
-    write_tar_atomic(path, members)
+    write_tar_atomic(path, ({"__key__": f"{i:06d}", "jpg": data, "txt": text.encode()}
+                            for i, (data, text) in enumerate(pairs)))
     return path
 
 
@@ -182,10 +180,8 @@ def write_shapes(out: str | Path, n: int = 800, n_seed: int = 1500, n_holdout: i
     shards = []
     for k, start in enumerate(range(0, len(samples), shard_size)):
         path = out / "pool" / f"shapes-{k:06d}.tar"
-        members = []
-        for key, data, text, truth in samples[start:start + shard_size]:
-            members += [(f"{key}.jpg", data), (f"{key}.txt", text.encode()), (f"{key}.json", json.dumps(truth).encode())]
-        write_tar_atomic(path, members)
+        write_tar_atomic(path, ({"__key__": key, "jpg": data, "txt": text.encode(), "json": json.dumps(truth).encode()}
+                                for key, data, text, truth in samples[start:start + shard_size]))
         shards.append(path)
     pattern = str(out / "pool" / f"shapes-{{000000..{len(shards) - 1:06d}}}.tar")
     truth: dict[str, dict] = {}

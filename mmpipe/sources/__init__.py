@@ -18,7 +18,7 @@ import pyarrow as pa
 from mmpipe.sources.budget import MAX_RUN_BYTES, MAX_TAR_BYTES, reset_run, tar_budget
 from mmpipe.sources.fetch import FetchConfig
 from mmpipe.sources.table import MAX_FILE_BYTES, TABLE_SUFFIXES, TableColumns
-from mmpipe.sources.webdataset import MAX_MEMBER_BYTES, TAR_SUFFIXES
+from mmpipe.sources.tars import MAX_MEMBER_BYTES, TAR_SUFFIXES
 
 KINDS = ("folder", "webdataset", "table", "hf")
 
@@ -114,9 +114,9 @@ def _plan(spec: SourceSpec, workdir: str | Path | None) -> list[Shard]:
     kind = spec.resolved_kind()
     reset_run(spec)  # the run's decompressed-bytes budget starts here (per process under Dask)
     if kind == "webdataset":
-        from mmpipe.sources.webdataset import expand_shards
+        from mmpipe.sources.tars import expand_shards
 
-        return [Shard(i, kind, p) for i, p in enumerate(expand_shards(spec.path))]
+        return [Shard(i, kind, p) for i, p in enumerate(expand_shards(spec.path, must_exist=True))]
     if kind == "folder":
         from mmpipe.sources.folder import scan_folder
 
@@ -152,10 +152,10 @@ def _hf_dataset(path: str, split: str | None):
 def read_shard(spec: SourceSpec, shard: Shard, source: str) -> tuple[pa.Table, str | None]:
     """One shard as a batch, and an error message if the shard itself broke off midway."""
     if shard.kind == "webdataset":
-        from mmpipe.sources.webdataset import read_tar
+        from mmpipe.sources.webdataset import tar_batch
 
         budget = tar_budget(Path(shard.path), spec, spec.max_tar_bytes, spec.max_run_bytes)
-        return read_tar(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
+        return tar_batch(shard.path, source, spec.modality, shard.index, spec.max_member_bytes, budget)
     if shard.kind == "folder":
         from mmpipe.sources.folder import read_entries
 
@@ -199,9 +199,9 @@ def validate(spec: SourceSpec) -> str:
     """Check a source before any work starts (exists, known kind, needed columns); returns its kind."""
     kind = spec.resolved_kind()
     if kind == "webdataset":
-        from mmpipe.sources.webdataset import expand_shards
+        from mmpipe.sources.tars import expand_shards
 
-        if not expand_shards(spec.path):
+        if not expand_shards(spec.path, must_exist=True):
             raise FileNotFoundError(f"no .tar/.tgz shards in {spec.path}")
     elif kind == "folder" and not Path(spec.path).is_dir():
         raise FileNotFoundError(f"not a folder: {spec.path}")

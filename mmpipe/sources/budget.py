@@ -4,7 +4,7 @@ A tar.gz of a few MB can hold gigabytes of zeros; every member under the per-mem
 up. Each tar gets a budget (a multiple of its size on disk, at least a floor, at most a ceiling),
 and all tars a reader meets for one source spec share a run budget. Budgets count member sizes from
 the tar headers before a member is read, so what is held in memory never passes them. Kept in small
-functions so any tar reader (tarfile today) can charge them.
+functions so the one tar reader (mmpipe.sources.tars) charges them.
 """
 
 from __future__ import annotations

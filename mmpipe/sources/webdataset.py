@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pyarrow as pa
-from braceexpand import braceexpand
 
-from mmpipe.sources.budget import BudgetExceeded, TarBudget
+from mmpipe.sources.budget import TarBudget
+from mmpipe.sources.tars import MAX_MEMBER_BYTES, members, tar_samples
 from mmpipe.schema import batch_from_rows, content_sha256, drop, missing_sample_id, sample_id
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff")
 AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "m4a", "opus")
 TEXT_EXTS = ("txt", "caption", "text")
-TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
-
-
-def expand_shards(pattern: str) -> list[str]:
-    """Shard paths from a file, a folder of tars, or a brace pattern like shard-{000..009}.tar."""
-    p = Path(pattern)
-    if p.is_dir():
-        return sorted(str(x) for x in p.iterdir() if x.name.endswith(TAR_SUFFIXES))
-    paths = list(braceexpand(pattern))
-    missing = [x for x in paths if not Path(x).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} shard(s) not found, e.g. {missing[0]}")
-    return paths
-
-
-def _split(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is the path up to the first dot of the base name."""
-    slash = name.rfind("/")
-    dot = name.find(".", slash + 1)
-    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:].lower())
 
 
 def _failed_downloads(tar_path: Path, source: str, modality: str) -> tuple[list[dict], str | None]:
@@ -64,60 +42,6 @@ def _failed_downloads(tar_path: Path, source: str, modality: str) -> tuple[list[
                           "source": source, "source_key": key, "uri": r.get("url"), "text": text, "keep": True},
                          "download_failed", str(r.get("error_message") or r.get("status"))[:200]))
     return rows, None
-
-
-def _has_end_marker(path: Path, offset: int) -> bool:
-    """An uncompressed tar ends with two zero blocks after its last member; a cut-off one does not."""
-    with path.open("rb") as f:
-        if f.read(2) == b"\x1f\x8b":
-            return True  # gzip: a truncated stream already raised EOFError
-        f.seek(offset)
-        tail = f.read(1024)
-    return len(tail) == 1024 and not tail.strip(b"\x00")
-
-
-NOT_A_FILE = "not_a_file"  # a member that is a link, device, fifo: accounted for, never followed
-
-
-def _members(tar_path: Path, max_member_bytes: int, budget: TarBudget | None = None
-             ) -> tuple[dict[str, dict[str, bytes | int | tuple]], str | None]:
-    """key -> {ext: bytes, the size of a member over the cap, or (NOT_A_FILE, kind) / (budget, why)},
-    in tar order; and a read error (a tar that broke off, or one that ran past its budget)."""
-    groups: dict[str, dict[str, bytes | int | tuple]] = {}
-    error = None
-    try:
-        with tarfile.open(tar_path, "r:*") as tf:
-            for member in tf:
-                if member.isdir():
-                    continue
-                key, ext = _split(member.name)
-                if Path(key).name.startswith((".", "_")):
-                    continue
-                if not member.isfile():
-                    groups.setdefault(key, {})[ext] = (NOT_A_FILE, _KINDS.get(member.type, "special member"))
-                    continue
-                try:
-                    if budget is not None:
-                        budget.charge(member.size)  # streaming past a skipped member decompresses it too
-                except BudgetExceeded as e:
-                    groups.setdefault(key, {})[ext] = ("budget_exceeded", str(e))
-                    error = f"stopped reading: the next member would pass {e}; members after it were not read"
-                    break
-                if member.size > max_member_bytes:
-                    groups.setdefault(key, {})[ext] = member.size  # skipped unread; streamed past
-                    continue
-                f = tf.extractfile(member)
-                groups.setdefault(key, {})[ext] = f.read() if f else b""
-            end = tf.offset
-        if error is None and not _has_end_marker(tar_path, end):
-            error = "the tar ends without its end-of-archive marker (truncated?); members after the cut were not read"
-    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        error = f"broke off while reading ({type(e).__name__}: {e}); samples after the break were not read"
-    return groups, error
-
-
-_KINDS = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "character device",
-          tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
 
 
 def _refused_member(files: dict, key: str, exts: tuple[str, ...]) -> tuple[str, str] | None:
@@ -169,8 +93,8 @@ def _sample(key: str, files: dict, tar_path: Path, source: str, modality: str, m
     return drop(row, *problem) if problem else row
 
 
-def read_tar(path: str, source: str, modality: str = "image", shard_index: int = 0,
-             max_member_bytes: int = MAX_MEMBER_BYTES, budget: TarBudget | None = None) -> tuple[pa.Table, str | None]:
+def tar_batch(path: str, source: str, modality: str = "image", shard_index: int = 0,
+              max_member_bytes: int = MAX_MEMBER_BYTES, budget: TarBudget | None = None) -> tuple[pa.Table, str | None]:
     """All samples of one shard as a batch, and an error if the tar broke off midway or ran past its budget.
 
     Members over `max_member_bytes` are skipped unread (the sample is dropped as file_too_large); the
@@ -178,7 +102,11 @@ def read_tar(path: str, source: str, modality: str = "image", shard_index: int =
     links and devices are samples dropped as not_a_file.
     """
     tar_path = Path(path)
-    groups, error = _members(tar_path, max_member_bytes, budget)
+    samples = tar_samples(tar_path, max_member_bytes, budget)
+    groups: dict[str, dict] = {}
+    for s in samples:  # members of one key are one sample even where the tar does not keep them together
+        groups.setdefault(s["__key__"], {}).update(members(s))
+    error = samples.error
     rows = [_sample(k, files, tar_path, source, modality, max_member_bytes) for k, files in groups.items()]
     failed, meta_error = _failed_downloads(tar_path, source, modality)
     rows.extend(failed)

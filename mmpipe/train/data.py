@@ -1,9 +1,9 @@
 """Training data: WebDataset shards streamed as decoded, preprocessed samples.
 
 The stream is a pure function of (shards, seed, split, number of workers). Each DataLoader worker
-reads its own shards in an order fixed by (seed, epoch), shuffles the raw samples through a
-seeded buffer, and only then decodes. Every sample says which worker made it and at which raw
-position, so a checkpoint can record how far each worker had read (`ShardStream.advance`) and a
+reads its own shards in an order fixed by (seed, epoch), shuffles the raw samples through
+webdataset's shuffle buffer seeded by (seed, epoch, worker), and only then decodes. Every sample
+says which worker made it and at which raw position, so a checkpoint can record how far each worker had read (`ShardStream.advance`) and a
 resumed run restarts at exactly the next batch by skipping raw samples without decoding them.
 Nothing holds the dataset: memory is one shuffle buffer of encoded samples per worker.
 """
@@ -13,70 +13,39 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
-import re
-import tarfile
 import warnings
-import zlib
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mmpipe.schema import _unit_hash, split_of  # noqa: F401  (split_of: the one split rule, re-exported)
+from mmpipe.sources.tars import expand_shards, members, tar_samples  # noqa: F401  (expand_shards: re-exported)
 from mmpipe.stages.decode import DecodeError, decode_image
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-# webdataset's grouping rule: the key is the member path up to the first dot of its base name
-_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
-def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
-    """Shard paths from a list and/or brace patterns ('shard-{000000..000009}.tar')."""
-    from braceexpand import braceexpand
-
-    items = [shards] if isinstance(shards, (str, Path)) else list(shards)
-    out = [p for item in items for p in braceexpand(str(item))]
-    if not out:
-        raise ValueError("no training shards given")
-    return out
-
-
-def read_tar(path: str, strict: bool = False) -> Iterator[dict]:
-    """The samples of one WebDataset tar, streamed: {'__key__', ext: bytes, ...}.
+def _shard_samples(path: str, strict: bool = False) -> Iterator[dict]:
+    """The samples of one shard through the one tar reader: {'__key__', ext: bytes, ...} (members
+    over its size cap, links and devices left out).
 
     A broken or truncated tar ends its shard with a warning (strict=False) or a ValueError; the
     samples read before the damage are kept.
     """
-    current: dict | None = None
-    try:
-        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tf:
-            for member in tf:
-                m = _KEY_EXT.match(member.name) if member.isfile() else None
-                if m is None:
-                    continue
-                key, ext = m.group(1), m.group(2).lower()
-                data = tf.extractfile(member).read()
-                if current is not None and current["__key__"] != key:
-                    yield current
-                    current = None
-                current = current or {"__key__": key}
-                current[ext] = data
-            # tarfile takes a header cut short for the end of the archive; a whole archive ends
-            # with two zero blocks, so a plain tar with less left over was truncated
-            if str(path).endswith(".tar") and os.path.getsize(path) - tf.offset < 1024:
-                raise tarfile.ReadError("truncated (no end-of-archive marker)")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    samples = tar_samples(path)
+    last = None
+    for s in samples:
+        last = s["__key__"]
+        yield {"__key__": last, **{e: v for e, v in members(s).items() if isinstance(v, bytes)}}
+    if samples.error:
         if strict:
-            raise ValueError(f"shard {path} is broken: {e}") from e
-        log.warning("shard %s is broken after %s: %s", path, current and current["__key__"], e)
-        return
-    if current is not None:
-        yield current
+            raise ValueError(f"shard {path} is broken: {samples.error}")
+        log.warning("shard %s is broken after %s: %s", path, last, samples.error)
 
 
 def sample_meta(raw: dict) -> dict:
@@ -106,7 +75,7 @@ def iter_pairs(shards: str | Sequence[str], split: str | None = None, val_fracti
                strict: bool = False) -> Iterator[tuple[bytes, str]]:
     """(encoded image, caption) of each complete sample, streamed in shard order."""
     for path in expand_shards(shards):
-        for raw in read_tar(path, strict):
+        for raw in _shard_samples(path, strict):
             pair = image_and_caption(raw)
             if pair and (split is None or split_of(sample_key(raw), val_fraction) == split):
                 yield pair
@@ -117,21 +86,11 @@ def pairs_from_shards(paths: str | Sequence[str]) -> list[tuple[bytes, str]]:
     return list(iter_pairs(paths, strict=True))
 
 
-def shuffled(samples: Iterable, size: int, rng: random.Random) -> Iterator:
-    """A shuffle buffer of `size` items (webdataset's scheme); size <= 1 keeps the order."""
-    if size <= 1:
-        yield from samples
-        return
-    buf: list = []
-    for s in samples:
-        if len(buf) < size:
-            buf.append(s)
-            continue
-        i = rng.randrange(size)
-        yield buf[i]
-        buf[i] = s
-    rng.shuffle(buf)
-    yield from buf
+def shuffled(samples: Iterator, size: int, rng: random.Random) -> Iterator:
+    """webdataset's shuffle buffer of `size` items, drawing from `rng`; size <= 1 keeps the order."""
+    from webdataset.filters import shuffle
+
+    return samples if size <= 1 else shuffle(size, size, rng=rng)(iter(samples))
 
 
 class ShardStream(IterableDataset):
@@ -184,7 +143,7 @@ class ShardStream(IterableDataset):
                 random.Random(f"{self.seed}:{epoch}").shuffle(order)
             by_shard = len(order) >= workers
             mine = order[worker::workers] if by_shard else order
-            raw = (r for path in mine for r in read_tar(path))
+            raw = (r for path in mine for r in _shard_samples(path))
             if self.split is not None:
                 raw = (r for r in raw if split_of(sample_key(r), self.val_fraction) == self.split)
             if not by_shard:

@@ -4,7 +4,6 @@ and a stream position that restarts at exactly the next batch."""
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmpipe.export import write_tar_atomic
+from mmpipe.sources.tars import tar_samples
 from mmpipe.train.data import ShardStream, expand_shards, iter_pairs, pairs_from_shards, split_of
 from mmpipe.train.synthetic import write_shape_shards
 
@@ -102,22 +102,18 @@ def test_resume_with_another_worker_count_warns_and_skips_about_as_far(shards):
     assert first["position"] == 54 and first["worker"] == 0
 
 
-def _member_tar(path: Path, members: list[tuple[str, bytes]]) -> str:
-    write_tar_atomic(path, members)
-    return str(path)
-
-
 def test_bad_members_are_skipped_and_broken_shards_end_early(shards, tmp_path, caplog):
-    good = [(k, v) for k, v in _read_members(shards[0])][:9]  # three samples: jpg, txt, json
-    bad = _member_tar(tmp_path / "bad.tar", good + [
-        ("broken.jpg", b"\xff\xd8\xff\xe0garbage"), ("broken.txt", b"a broken picture"),
-        ("pdf.jpg", b"%PDF-1.4 not an image"), ("pdf.txt", b"a document"),
-        ("nocaption.jpg", good[0][1]), ("nocaption.json", b"{}"),
-        ("notext.txt", b"words without a picture")])
+    good = [{k: v for k, v in s.items() if k != "__url__"} for s in tar_samples(shards[0])][:3]  # jpg, txt, json
+    bad = tmp_path / "bad.tar"
+    write_tar_atomic(bad, good + [
+        {"__key__": "broken", "jpg": b"\xff\xd8\xff\xe0garbage", "txt": b"a broken picture"},
+        {"__key__": "pdf", "jpg": b"%PDF-1.4 not an image", "txt": b"a document"},
+        {"__key__": "nocaption", "jpg": good[0]["jpg"], "json": b"{}"},
+        {"__key__": "notext", "txt": b"words without a picture"}])
     truncated = tmp_path / "truncated.tar"
     data = Path(shards[1]).read_bytes()
     truncated.write_bytes(data[: len(data) // 2 + 100])  # cut inside a member
-    got = list(_stream([bad, str(truncated)], split=None, repeat=False, shuffle_buffer=0))
+    got = list(_stream([str(bad), str(truncated)], split=None, repeat=False, shuffle_buffer=0))
     keys = [s["sample_id"] for s in got]
     assert len(keys) >= 3 + 5 and not any(k in ("broken", "pdf", "nocaption", "notext") for k in keys)
     assert "broken" in caplog.text and "truncated.tar" in caplog.text
@@ -125,11 +121,6 @@ def test_bad_members_are_skipped_and_broken_shards_end_early(shards, tmp_path, c
         _stream([str(tmp_path / "missing.tar")])
     with pytest.raises(ValueError, match="broken"):
         pairs_from_shards([str(truncated)])
-
-
-def _read_members(path: str) -> list[tuple[str, bytes]]:
-    with tarfile.open(path) as tf:
-        return [(m.name, tf.extractfile(m).read()) for m in tf]
 
 
 def test_pairs_stream_raw_bytes_and_captions(shards):
@@ -140,7 +131,8 @@ def test_pairs_stream_raw_bytes_and_captions(shards):
 
 
 def test_a_worker_with_nothing_to_read_is_an_error_not_a_hang(tmp_path):
-    empty = _member_tar(tmp_path / "empty.tar", [("x.jpg", b"\xff\xd8\xffno"), ("x.txt", b"a picture")])
+    empty = str(tmp_path / "empty.tar")
+    write_tar_atomic(empty, [{"__key__": "x", "jpg": b"\xff\xd8\xffno", "txt": b"a picture"}])
     with pytest.raises(RuntimeError, match="no usable sample"):
         next(iter(_stream([empty], split=None)))
     with pytest.raises(RuntimeError, match="found no"):
