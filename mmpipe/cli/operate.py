@@ -4,8 +4,6 @@ warehouse (warehouse compact, check, migrate, attach)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -54,12 +52,10 @@ def deploy(gpu_slots: Annotated[int, typer.Option(help="GPU tasks at a time (the
 
     _need_server()
     configure_prefect(home_of(home))
-    from deployments.serve import REPO, SPEC, setup
+    from deployments.serve import deploy_all, setup
 
     setup(gpu_slots, image_source, audio_source)
-    env = {**os.environ, "MMPIPE_REPO": str(REPO)}
-    code = subprocess.call([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
-                            str(SPEC)], cwd=REPO, env=env)
+    code = deploy_all()
     if code:
         fail(f"prefect deploy exited with {code}", code)
     typer.echo(f"deployed; start a worker: MMPIPE_HOME={home_of(home)} prefect worker start --pool mmpipe-process")
@@ -75,11 +71,13 @@ def serve(schedule_interval: Annotated[Optional[float], typer.Option(
                    "e.g. curate-images.min_clip_score=0.28; repeatable.")] = None,
           home: HomeOpt = None) -> None:
     """Serve the deployments of deployments/prefect.yaml in this process (no work pool or worker needed)."""
+    from deployments.serve import deployments_spec, parameter_overrides
     from mmpipe.home import configure_prefect
 
-    overrides = _overrides(param or [])
-    from deployments.serve import deployments_spec
-
+    try:
+        overrides = parameter_overrides(param or [])
+    except ValueError as e:
+        fail(str(e))
     known = [d["name"] for d in deployments_spec()]
     unknown = [n for n in only or [] if n not in known]
     if unknown:
@@ -91,29 +89,6 @@ def serve(schedule_interval: Annotated[Optional[float], typer.Option(
     from deployments.serve import serve as run
 
     run(schedules=not no_schedules, only=only, interval_s=schedule_interval, parameters=overrides)
-
-
-def _overrides(items: list[str]) -> dict[str, dict]:
-    """`DEPLOYMENT.PARAM=VALUE` items as {deployment: {param: value}}; a malformed one fails at once."""
-    import json
-
-    from deployments.serve import deployments_spec
-
-    names = {d["name"] for d in deployments_spec()}
-    out: dict[str, dict] = {}
-    for item in items:
-        target, eq, raw = item.partition("=")
-        deployment, dot, key = target.partition(".")
-        if not (eq and dot and key):
-            fail(f"--param takes DEPLOYMENT.PARAM=VALUE, not {item!r}")
-        if deployment not in names:
-            fail(f"--param: no deployment {deployment!r} (deployments: {', '.join(sorted(names))})")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        out.setdefault(deployment, {})[key] = value
-    return out
 
 
 @warehouse_app.command("compact")
