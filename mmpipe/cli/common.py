@@ -13,6 +13,7 @@ from typing import Annotated, Callable, NoReturn, Optional
 import typer
 
 from mmpipe.home import configure_prefect, resolve_home
+from mmpipe.processes import terminate_children
 
 HomeOpt = Annotated[Optional[Path], typer.Option(
     "--home", envvar="MMPIPE_HOME", help="Warehouse folder (default ./mmpipe-data; also before the command).",
@@ -46,8 +47,6 @@ def _interrupted() -> NoReturn:
     In-flight work is abandoned rather than awaited: every write is atomic, and running the same
     command again resumes the run.
     """
-    from mmpipe.processes import terminate_children
-
     typer.secho("interrupted: the run is marked cancelled; run the same command again to resume it",
                 fg=typer.colors.YELLOW, err=True)
     terminate_children()  # e.g. the private Prefect API server, Dask workers
