@@ -24,7 +24,7 @@ import os, sys, time
 t = time.perf_counter()
 from mmpipe.home import configure_prefect
 configure_prefect(sys.argv[1])
-from mmpipe.cli_server import private_server
+from mmpipe.cli.prefect_server import private_server
 os.environ["PREFECT_API_URL"] = private_server()  # as before: wait for the server, then import
 import flows
 from flows.runners import short_lived_api
@@ -34,7 +34,7 @@ print(time.perf_counter() - t)
 _OURS = """
 import sys, time
 t = time.perf_counter()
-from mmpipe.cli_common import start_flows
+from mmpipe.cli.common import start_flows
 start_flows(sys.argv[1])
 print(time.perf_counter() - t)
 """

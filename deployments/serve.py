@@ -108,6 +108,39 @@ def setup(gpu_slots: int = 1, image_source: str | None = None, audio_source: str
     set_model_variables(models)
 
 
+def deploy_all() -> int:
+    """`prefect deploy --all` on prefect.yaml against the current Prefect server (after `setup`); its
+    exit code."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "MMPIPE_REPO": str(REPO)}
+    return subprocess.call([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
+                            str(SPEC)], cwd=REPO, env=env)
+
+
+def parameter_overrides(items: list[str]) -> dict[str, dict]:
+    """`DEPLOYMENT.PARAM=VALUE` items (VALUE is JSON, or else a string) as {deployment: {param: value}};
+    ValueError on a malformed item or an unknown deployment."""
+    import json
+
+    names = {d["name"] for d in deployments_spec()}
+    out: dict[str, dict] = {}
+    for item in items:
+        target, eq, raw = item.partition("=")
+        deployment, dot, key = target.partition(".")
+        if not (eq and dot and key):
+            raise ValueError(f"--param takes DEPLOYMENT.PARAM=VALUE, not {item!r}")
+        if deployment not in names:
+            raise ValueError(f"--param: no deployment {deployment!r} (deployments: {', '.join(sorted(names))})")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(deployment, {})[key] = value
+    return out
+
+
 def serve(schedules: bool = True, only: list[str] | None = None, interval_s: float | None = None,
           parameters: dict[str, dict] | None = None) -> None:
     """Serve the deployments in this process until interrupted (runs happen here, no worker needed)."""

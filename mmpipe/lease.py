@@ -1,6 +1,6 @@
 """Who holds a run's lease, whether that holder still lives, and the thread that renews it.
 
-An owner is `host/pid/start/nonce`: the process's start time (Linux /proc) tells a live holder from a
+An owner is `host/pid/start/nonce`: the process's start time (psutil) tells a live holder from a
 later process that reused its pid, so a command whose identical predecessor on this host was killed
 (even with kill -9) takes over at once instead of waiting for the lease to expire.
 """
@@ -15,6 +15,8 @@ import threading
 import uuid
 from typing import Callable
 
+from mmpipe.processes import start_time
+
 
 def lease_key(flow: str, params: dict) -> str:
     """The lease of a command: its flow and its params (as runs.params stores them)."""
@@ -22,18 +24,10 @@ def lease_key(flow: str, params: dict) -> str:
     return f"{flow}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
-def _start_ticks(pid: int) -> str | None:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
-
-
 def owner_id() -> str:
     """This process as a lease owner (a new nonce each call: two runs of one process are two owners)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or '?'}/{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}/{pid}/{start_time(pid) or '?'}/{uuid.uuid4().hex[:8]}"
 
 
 def describe(owner: str) -> str:
@@ -48,7 +42,7 @@ def is_dead(owner: str) -> bool:
     host, pid, start, _ = (owner.split("/") + ["", "", "", ""])[:4]
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    now = _start_ticks(int(pid))
+    now = start_time(int(pid))
     if now is None:
         try:
             os.kill(int(pid), 0)
@@ -56,7 +50,7 @@ def is_dead(owner: str) -> bool:
             return True
         except PermissionError:
             return False
-        return False  # it runs (no /proc to compare start times with)
+        return False  # it runs (its start time cannot be read to compare)
     return start != "?" and now != start
 
 

@@ -155,3 +155,28 @@ def encode_query(bundle, text: str | None = None, image_path: str | None = None)
         else:
             emb = bundle.model.encode_text(bundle.tokenizer([text or ""]).to(bundle.device))
     return normalize(emb.float().cpu().numpy())
+
+
+def index_folder(home: str | Path, name: str, version: str) -> Path:
+    """Where `mmpipe index` keeps a dataset version's indexes: <home>/indexes/NAME/VERSION."""
+    return Path(home) / "indexes" / name / version
+
+
+def nearest_samples(home: str | Path, where: str | Path, text: str | None = None, image_path: str | None = None,
+                    k: int = 20, against: str = "image", device: str | None = "cpu") -> list[dict]:
+    """The `k` samples of the index folder `where` nearest to a text or an image file, best first:
+    rank, score and the sample's stored metadata, its paths resolved against the home (they are stored
+    relative to it, so a home can move)."""
+    from mmpipe.models.clip import load_clip
+
+    if against not in ("image", "text"):
+        raise ValueError(f"search against the image or the text index, not {against!r}")
+    where = Path(where)
+    info = json.loads((where / "index.json").read_text())
+    bundle = load_clip(info["model"], at_home(home, info["pretrained"]), device)  # checkpoints: home-relative
+    query = encode_query(bundle, text=text, image_path=image_path)
+    scores, rows = search(load_index(where / f"{against}.index"), query, k)
+    meta = pq.read_table(where / "metadata.parquet").to_pylist()
+    return [{"rank": r + 1, "score": round(float(s), 4), **meta[i], "image_path": at_home(home, meta[i]["image_path"]),
+             "source_uri": at_home(home, meta[i]["source_uri"])}
+            for r, (s, i) in enumerate(zip(scores[0].tolist(), rows[0].tolist())) if i >= 0]

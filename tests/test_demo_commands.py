@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.timeout(900)
 def test_every_printed_command_runs_in_bash(prefect_harness, tmp_path):
     from flows.curate import curate_flow
-    from mmpipe.cli_demo import next_commands
+    from mmpipe.cli.demo import next_commands
     from mmpipe.demo.shapes import write_shapes
 
     shapes = write_shapes(tmp_path / "src", n=64, n_seed=8, n_holdout=8, shard_size=32)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).parents[1]
 CEILING = 600
 
@@ -17,7 +19,7 @@ CEILING = 600
 # works until it is stopped.
 _COMMAND = """
 import os, pathlib, sys, time
-from mmpipe.cli_common import start_flows
+from mmpipe.cli.common import start_flows
 home = pathlib.Path(sys.argv[1])
 start_flows(home)
 from prefect import flow
@@ -39,24 +41,17 @@ def _env(tmp_path: Path) -> dict:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    try:
+        return [p.pid for p in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != "Z"
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -73,7 +68,7 @@ def test_a_private_server_that_dies_ends_the_command_with_one_line(tmp_path):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "the flow never started"
         time.sleep(0.2)
-    servers = [pid for pid in _children(proc.pid) if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    servers = [pid for pid in _children(proc.pid) if any("uvicorn" in a for a in psutil.Process(pid).cmdline())]
     assert len(servers) == 1
     os.kill(servers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=CEILING)  # it ends by itself: no hang once the server is gone

@@ -13,6 +13,7 @@ does, it ends within its limits and leaves nothing running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -69,6 +71,21 @@ class QueryLimits:
     @property
     def memory_bytes(self) -> int:
         return parse_size(self.memory)
+
+    @contextlib.contextmanager
+    def in_env(self) -> Iterator[None]:
+        """These limits in $MMPIPE_QUERY_TIMEOUT / $MMPIPE_QUERY_MEMORY while a flow started in this
+        process runs the query (its tasks read them there with `from_env`), restored afterwards."""
+        saved = {k: os.environ.get(k) for k in ("MMPIPE_QUERY_TIMEOUT", "MMPIPE_QUERY_MEMORY")}
+        os.environ.update(MMPIPE_QUERY_TIMEOUT=str(self.timeout_s), MMPIPE_QUERY_MEMORY=self.memory)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def time_error(self) -> QueryLimitError:
         return QueryLimitError(f"query stopped: it ran past the time limit of {self.timeout_s:g} s "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mmpipe.cli_server import healthy
+from mmpipe.cli.prefect_server import healthy
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The Prefect API a flow command talks to: a running server when PREFECT_API_URL is set, else a
-private one started for the command, tied to it so that it never outlives it (not even kill -9);
-and `mmpipe server`, a long-lived local server with its database under the home."""
+"""Every Prefect API server mmpipe starts, in one place: the private one a flow command starts when
+PREFECT_API_URL is not set, tied to the command so that it never outlives it (not even kill -9); and
+the long-lived local server of `mmpipe server`, its database under the home.
+
+Nothing here imports Prefect (it runs in a child process) or the rest of the command line."""
 
 from __future__ import annotations
 
@@ -17,11 +19,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
-
-from mmpipe.cli_common import HomeOpt, fail, guarded, home_of
+from mmpipe.processes import cpu_ticks, terminate_children
 
 _PR_SET_PDEATHSIG = 1
 
@@ -119,13 +118,13 @@ class PrivateServer:
         STALL_S if it stops making progress (no CPU time used: hung), after timeout_s in any case. A
         server that is only slow (a busy machine) is waited for: it is working."""
         deadline = self.started + self.timeout_s
-        progress, last_progress = _cpu_ticks(self.proc.pid), time.monotonic()
+        progress, last_progress = cpu_ticks(self.proc.pid), time.monotonic()
         try:
             while not healthy(self.url):
                 if self.proc.poll() is not None:
                     raise ServerUnavailable(f"the private Prefect API server exited at start (code "
                                             f"{self.proc.returncode}): {_tail(self.log)}")
-                now, ticks = time.monotonic(), _cpu_ticks(self.proc.pid)
+                now, ticks = time.monotonic(), cpu_ticks(self.proc.pid)
                 if ticks != progress:
                     progress, last_progress = ticks, now
                 if now > deadline or now - last_progress > STALL_S:
@@ -147,18 +146,23 @@ class PrivateServer:
 STALL_S = 60.0
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    """CPU time a process has used (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])
-
-
 def start_private_server(timeout_s: float = 900.0) -> PrivateServer:
     """Spawn the command's private Prefect API server; call `.wait()` before the first flow runs."""
     return PrivateServer(timeout_s)
+
+
+def start_for_command() -> PrivateServer | None:
+    """The Prefect API of a flow command: None when PREFECT_API_URL names a running server (it is used),
+    else a private server, spawned now and named in PREFECT_API_URL for the rest of the command.
+
+    Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9. It starts
+    while the command imports Prefect and the warehouse (both take seconds); `.wait()` before the first
+    flow runs."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    server = start_private_server()
+    os.environ["PREFECT_API_URL"] = server.url
+    return server
 
 
 def _tail(log) -> str:
@@ -177,17 +181,11 @@ def _watch(proc: subprocess.Popen, log) -> None:
     # A command that is ending anyway (Ctrl-C or SIGTERM stop its children, then it exits) goes first.
     if _stopping.wait(1.0):
         return
-    from mmpipe.cli_common import _children
-
     sys.stdout.flush()
     sys.stderr.write(f"error: the private Prefect API server (pid {proc.pid}) exited (code {code}) while the "
                      f"command ran: run the same command again to resume the run\n")
     sys.stderr.flush()
-    for pid in _children():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    terminate_children()
     os._exit(1)
 
 
@@ -201,104 +199,10 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-@guarded
-def server(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4200,
-           ui: Annotated[bool, typer.Option(help="Serve Prefect's web UI too.")] = True,
-           home: HomeOpt = None) -> None:
-    """Run a local Prefect server (database under <home>/prefect) for the UI, deployments and `mmpipe serve`.
-
-    Point commands at it with PREFECT_API_URL=http://127.0.0.1:PORT/api; flow commands then reuse it.
-    """
-    from mmpipe.home import configure_prefect
-
-    root = home_of(home)
-    configure_prefect(root)
+def run_local_server(port: int, ui: bool) -> int:
+    """`prefect server start` on 127.0.0.1:`port` in the foreground, its database under PREFECT_HOME
+    (`configure_prefect` sets it under the home); returns its exit code."""
     env = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
     env.pop("PREFECT_API_URL", None)
-    typer.echo(f"Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={env['PREFECT_HOME']}); "
-               f"export PREFECT_API_URL=http://127.0.0.1:{port}/api")
-    code = subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                             "--port", str(port)], env=env)
-    if code:
-        fail(f"prefect server exited with {code}", code)
-
-
-def _need_server() -> None:
-    if not os.environ.get("PREFECT_API_URL"):
-        fail("this needs a Prefect server: start `mmpipe server` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-
-
-@guarded
-def deploy(gpu_slots: Annotated[int, typer.Option(help="GPU tasks at a time (the `gpu` tag's concurrency "
-                                                       "limit).")] = 1,
-           image_source: Annotated[Optional[str], typer.Option(help="What the nightly curation reads "
-                                                                    "(Prefect variable mmpipe_image_source).")] = None,
-           audio_source: Annotated[Optional[str], typer.Option(help="What the hourly transcription reads "
-                                                                    "(variable mmpipe_audio_source).")] = None,
-           home: HomeOpt = None) -> None:
-    """Create the work pool, the `gpu` concurrency limit and every deployment of deployments/prefect.yaml;
-    then start a worker: `prefect worker start --pool mmpipe-process` (with MMPIPE_HOME set)."""
-    from mmpipe.home import configure_prefect
-
-    _need_server()
-    configure_prefect(home_of(home))
-    from deployments.serve import REPO, SPEC, setup
-
-    setup(gpu_slots, image_source, audio_source)
-    env = {**os.environ, "MMPIPE_REPO": str(REPO)}
-    code = subprocess.call([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
-                            str(SPEC)], cwd=REPO, env=env)
-    if code:
-        fail(f"prefect deploy exited with {code}", code)
-    typer.echo(f"deployed; start a worker: MMPIPE_HOME={home_of(home)} prefect worker start --pool mmpipe-process")
-
-
-@guarded
-def serve(schedule_interval: Annotated[Optional[float], typer.Option(
-              help="Run the scheduled deployments every this many seconds instead of their cron/interval.")] = None,
-          no_schedules: Annotated[bool, typer.Option("--no-schedules", help="Triggers only.")] = False,
-          only: Annotated[Optional[list[str]], typer.Option(help="Serve only these deployments.")] = None,
-          param: Annotated[Optional[list[str]], typer.Option(
-              help="Override a deployment parameter: DEPLOYMENT.PARAM=VALUE (VALUE is JSON, or else a string), "
-                   "e.g. curate-images.min_clip_score=0.28; repeatable.")] = None,
-          home: HomeOpt = None) -> None:
-    """Serve the deployments of deployments/prefect.yaml in this process (no work pool or worker needed)."""
-    from mmpipe.home import configure_prefect
-
-    overrides = _overrides(param or [])
-    from deployments.serve import deployments_spec
-
-    known = [d["name"] for d in deployments_spec()]
-    unknown = [n for n in only or [] if n not in known]
-    if unknown:
-        fail(f"no deployment {', '.join(unknown)} in deployments/prefect.yaml (deployments: {', '.join(known)})")
-    _need_server()
-    root = home_of(home)
-    os.environ["MMPIPE_HOME"] = str(root)
-    configure_prefect(root)
-    from deployments.serve import serve as run
-
-    run(schedules=not no_schedules, only=only, interval_s=schedule_interval, parameters=overrides)
-
-
-def _overrides(items: list[str]) -> dict[str, dict]:
-    """`DEPLOYMENT.PARAM=VALUE` items as {deployment: {param: value}}; a malformed one fails at once."""
-    import json
-
-    from deployments.serve import deployments_spec
-
-    names = {d["name"] for d in deployments_spec()}
-    out: dict[str, dict] = {}
-    for item in items:
-        target, eq, raw = item.partition("=")
-        deployment, dot, key = target.partition(".")
-        if not (eq and dot and key):
-            fail(f"--param takes DEPLOYMENT.PARAM=VALUE, not {item!r}")
-        if deployment not in names:
-            fail(f"--param: no deployment {deployment!r} (deployments: {', '.join(sorted(names))})")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        out.setdefault(deployment, {})[key] = value
-    return out

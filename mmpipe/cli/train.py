@@ -1,4 +1,5 @@
-"""Commands that train and evaluate models on curated dataset versions, and the whole loop."""
+"""Commands that train and evaluate models on curated dataset versions, the whole loop (pipeline), and
+the sweep that chooses a CLIP filter setting by what the model trained on its output does."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_common import HomeOpt, guarded, home_of, start_flows, warehouse
-from mmpipe.cli_output import emit, print_models, print_outcomes
+from mmpipe.cli.common import DaskAddressOpt, DaskWorkersOpt, HomeOpt, RunnerOpt, fail, guarded, home_of, \
+    runner_choice, start_flows, warehouse
+from mmpipe.cli.output import emit, print_models, print_outcomes
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -99,44 +101,6 @@ def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a uniq
 
 
 @guarded
-def models(format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, jsonl")] = "table",
-           long: Annotated[bool, typer.Option("--long", "-l", help="Every metric of every model, one row each.")] = False,
-           home: HomeOpt = None) -> None:
-    """Trained models, one row each with its dataset version and headline metrics (--long: every metric)."""
-    from warehouse.dataset_queries import models_with_evals
-
-    rows = models_with_evals(warehouse(home))
-    emit(rows if long else headline_table(rows), format, None, 1000)
-
-
-# The metrics that say how good a model is, by objective family, shown in this order where present.
-HEADLINE = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",
-            "conditioning_gap", "fd_clip", "clip_score", "wer", "cer")
-
-
-def headline_table(rows):
-    """One row per model (newest last): its dataset, the split evaluated, and its headline metrics."""
-    import pyarrow as pa
-
-    models: dict[str, dict] = {}
-    for r in rows.to_pylist():
-        m = models.setdefault(r["model_id"], {"model_id": r["model_id"], "objective": r["objective"],
-                                              "dataset": r["dataset"], "metrics": {}})
-        if r["metric"] is not None:
-            m["metrics"].setdefault(r["split"], {})[r["metric"]] = r["value"]
-    out = []
-    for m in models.values():
-        split = "val" if "val" in m["metrics"] else next(iter(m["metrics"]), None)
-        got = m["metrics"].get(split, {})
-        shown = [f"{k} {got[k]:.4g}" for k in HEADLINE if got.get(k) is not None]
-        out.append({"model_id": m["model_id"], "objective": m["objective"], "dataset": m["dataset"], "split": split,
-                    "metrics": ", ".join(shown or [f"{k} {v:.4g}" for k, v in list(got.items())[:3] if v is not None]),
-                    "n_metrics": sum(len(v) for v in m["metrics"].values())})
-    names = ("model_id", "objective", "dataset", "split", "metrics", "n_metrics")
-    return pa.table({k: [o[k] for o in out] for k in names}) if out else pa.table({k: [] for k in names})
-
-
-@guarded
 def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` takes.")],
              name: Annotated[str, typer.Option("--name", help="Dataset name; a new version is curated.")],
              clip_model: Annotated[str, typer.Option(help="CLIP for the filter (or none).")] = CLIP_MODEL,
@@ -146,7 +110,6 @@ def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe cura
              "contrastive,masked,diffusion",
              steps: Steps = 300, batch_size: int = 64, device: Device = None, home: HomeOpt = None) -> None:
     """The whole loop: curate SOURCE into a new version of NAME, then train and evaluate each objective on it."""
-    from mmpipe.cli_common import fail
     from mmpipe.sources import SourceSpec, validate
 
     wanted = tuple(o.strip() for o in objectives.split(",") if o.strip())
@@ -163,3 +126,89 @@ def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe cura
     print_outcomes(result["curate"])
     typer.echo(f"\ntrained on {result['dataset']}:")
     print_models(warehouse(home), [result[o]["model_id"] for o in wanted])
+
+
+def _floats(text: Optional[str], flag: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"{flag} takes comma-separated numbers, e.g. 0.2,0.25,0.3; not {text!r}")
+
+
+@guarded
+def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` takes (the candidate pool).")],
+          name: Annotated[str, typer.Option("--name", help="Name of the swept dataset; the winner is tagged "
+                                                           "NAME@best.")],
+          eval_dataset: Annotated[str, typer.Option(help="NAME[@VERSION] every model is evaluated on; its samples "
+                                                        "are kept out of every training subset.")],
+          min_clip_score: Annotated[Optional[str], typer.Option(help="Thresholds to sweep, comma-separated.")] = None,
+          keep_fraction: Annotated[Optional[str], typer.Option(help="Keep fractions to sweep, comma-separated "
+                                                                    "(1.0 is no filtering).")] = None,
+          clip_model: Annotated[Optional[list[str]], typer.Option(help="Filter model(s) to compare; repeatable, "
+                                                                      "paired in order with --clip-pretrained.")] = None,
+          clip_pretrained: Annotated[Optional[list[str]], typer.Option(help="Tag or checkpoint of each "
+                                                                           "--clip-model ('none' for none).")] = None,
+          objective: Annotated[str, typer.Option(help="contrastive or masked: the fixed recipe.")] = "contrastive",
+          samples_seen: Annotated[int, typer.Option(help="Training samples seen per setting (equal compute).")] = 9600,
+          model_name: Annotated[str, typer.Option(help="The trained open_clip config (contrastive).")] = TINY_CLIP,
+          batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+          metric: Annotated[str, typer.Option(help="What chooses the winner (an `evals` metric).")] = "mean_R@5",
+          min_side: Annotated[int, typer.Option(help="Basic filter of the pool's curation.")] = 200,
+          device: Annotated[Optional[str], typer.Option(help="cuda or cpu.")] = None,
+          format: Annotated[str, typer.Option("--format", help="table, json or jsonl.")] = "table",
+          runner: RunnerOpt = "local", dask_address: DaskAddressOpt = None, dask_workers: DaskWorkersOpt = None,
+          home: HomeOpt = None) -> None:
+    """Train the same recipe on a version per filter setting and tag the best one NAME@best.
+
+    Each setting's version is derived from stored scores; each model sees the same samples and is
+    evaluated on one fixed set. On Dask the settings train side by side, one per worker (one GPU each
+    where the workers declare GPUs)."""
+    scores, fractions = _floats(min_clip_score, "--min-clip-score"), _floats(keep_fraction, "--keep-fraction")
+    if not scores and not fractions:
+        fail("give the settings to sweep: --min-clip-score 0.2,0.25,0.3 and/or --keep-fraction 0.3,0.5,1.0")
+    if any(not 0 < f <= 1 for f in fractions):
+        fail("keep fractions are in (0, 1]")
+    if objective not in ("contrastive", "masked"):
+        fail("--objective is contrastive or masked")
+    models = clip_model or [TINY_CLIP]
+    tags = clip_pretrained or [None] * len(models)
+    if len(tags) != len(models):
+        fail("give one --clip-pretrained per --clip-model")
+    from mmpipe.sources import SourceSpec, validate
+
+    try:
+        validate(SourceSpec(source))
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    where = runner_choice(runner, dask_address, dask_workers)
+    start_flows(home)
+    from flows.runners import run_with
+    from flows.sweep import sweep_flow
+
+    try:
+        result = run_with(sweep_flow, **where, source=source, name=name, eval_dataset=eval_dataset, home=str(home_of(home)), min_clip_scores=scores or None,
+                            keep_fractions=fractions or None,
+                            clip_models=[[m, None if (t or "").lower() == "none" else t] for m, t in zip(models, tags)],
+                            objective=objective, samples_seen=samples_seen, model_name=model_name,
+                            batch_size=batch_size, lr=lr, seed=seed, metric=metric, curate={"min_side": min_side},
+                            device=device)
+    except LookupError as e:
+        fail(str(e))
+    # each model's own recipe (from the models table), and whether this sweep trained it or found it
+    rows = [{"setting": r["setting"], "filter_model": r["model"], "dataset": f"{name}@{r['version']}",
+             "samples": r["n_samples"], "samples_seen": r["samples_seen"], "batch_size": r["batch_size"], "lr": r["lr"],
+             "seed": r["seed"], metric: round(r["metrics"][metric], 4), "model_id": r["model_id"],
+             "trained": "reused" if r["reused"] else "now"} for r in result["results"]]
+    import pyarrow as pa
+
+    emit(pa.Table.from_pylist(rows), format, None)
+    if format != "table":
+        return
+    typer.echo(f"\nchosen: {result['best']['setting']} -> {name}@{result['best']['version']}, tagged {name}@best: "
+               f"{result['reason']}")
+    typer.echo(f"plot:   {result['plot']}")
+    from warehouse import examples
+
+    typer.echo(f"query:  mmpipe sql \"{examples.sweep_metrics(name, metric)}\"")

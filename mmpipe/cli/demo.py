@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_common import HomeOpt, guarded, start_flows, warehouse
-from mmpipe.cli_output import print_dataset, print_models, print_outcomes, print_wer
+from mmpipe.cli.common import HomeOpt, guarded, start_flows, warehouse
+from mmpipe.cli.output import print_dataset, print_models, print_outcomes, print_wer
 
 
 @guarded

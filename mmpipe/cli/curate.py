@@ -1,40 +1,21 @@
-"""Commands that run the curation flows: ingest, curate, transcribe (and the runner options they share)."""
+"""Commands that curate dataset versions: ingest, curate (also from a recipe), transcribe; and those that
+derive a version from a stored one: dedup (semantic), export (subsets, resize, re-encode), and recipe
+(a curate run's parameters as a recipe file)."""
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mmpipe.cli_common import OPTIONS, HomeOpt, fail, guarded, home_of, start_flows
-from mmpipe.cli_output import print_dataset, print_outcomes, print_warnings, print_wer
+from mmpipe.cli.common import DaskAddressOpt, DaskWorkersOpt, DatasetArg, HomeOpt, ModelOpt, PretrainedOpt, \
+    RunnerOpt, fail, guarded, home_of, query_limits, runner_choice, start_flows, warehouse
+from mmpipe.cli.output import print_dataset, print_outcomes, print_warnings, print_wer
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, WHISPER_MODEL
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources import SourceSpec, validate
-
-
-RunnerOpt = Annotated[str, typer.Option(help="Where tasks run: local (threads in this process) or dask (a Dask "
-                                             "cluster: a LocalCluster of worker processes, or --dask-address).")]
-DaskAddressOpt = Annotated[Optional[str], typer.Option(help="Scheduler of a running Dask cluster (tcp://host:port); "
-                                                           "implies --runner dask. Its workers need a Prefect API "
-                                                           "they can reach (PREFECT_API_URL).")]
-DaskWorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes of the LocalCluster --runner dask "
-                                                            "starts (default 2; each declares a GPU when CUDA is "
-                                                            "present).")]
-
-
-def runner_choice(runner: str, dask_address: Optional[str], dask_workers: Optional[int]) -> dict:
-    """The task runner choice as run_with takes it; a wrong combination fails before Prefect starts."""
-    if runner not in ("local", "dask"):
-        fail(f"--runner is local or dask, not {runner!r}")
-    if dask_workers is not None and (dask_workers < 1 or dask_address or runner != "dask"):
-        fail("--dask-workers sizes the LocalCluster that --runner dask starts: a positive count, without "
-             "--dask-address")
-    if (dask_address or runner == "dask") and not OPTIONS["verbose"]:
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when distributed is first imported
-    return {"runner": runner, "dask_address": dask_address, "workers": dask_workers}
 
 
 def _check_source(spec: SourceSpec) -> None:
@@ -107,8 +88,6 @@ def curate(
     """Curate image-text pairs: decode, basic filters, dedup, CLIP score + filter, WebDataset shards out."""
     if config is not None:
         given = {k: v for k, v in locals().items() if k not in ("ctx", "config")}
-        from mmpipe.cli_index import curate_from_recipe
-
         return curate_from_recipe(ctx, curate, config, given)
     if source is None or name is None:
         fail("give SOURCE and --name, or a --config recipe that names them")
@@ -196,3 +175,123 @@ def transcribe(
     print_wer(result)
     print_dataset(result["dataset"])
     print_warnings(result)
+
+
+@guarded
+def dedup(dataset: DatasetArg,
+          threshold: Annotated[float, typer.Option(help="Cosine similarity above which two images are one.")] = 0.95,
+          clusters: Annotated[Optional[int], typer.Option(help="k-means clusters (default about sqrt(n)).")] = None,
+          name: Annotated[Optional[str], typer.Option(help="Name of the new version (default NAME).")] = None,
+          clip_model: ModelOpt = None, clip_pretrained: PretrainedOpt = None, seed: int = 0,
+          shard_size: Annotated[int, typer.Option(help="Samples per output shard.")] = 1000,
+          home: HomeOpt = None) -> None:
+    """Semantic dedup over stored CLIP image embeddings; the kept samples become a new version."""
+    if not -1.0 <= threshold <= 1.0:
+        fail("--threshold is a cosine similarity, between -1 and 1")
+    if clusters is not None and clusters < 1:
+        fail("--clusters is a positive count")
+    root = start_flows(home)
+    from flows.dedup import semantic_dedup_flow
+
+    result = semantic_dedup_flow(dataset, home=str(root), threshold=threshold, clusters=clusters, name=name,
+                                 clip_model=clip_model, clip_pretrained=clip_pretrained, seed=seed,
+                                 shard_size=shard_size)
+    typer.echo(f"{result['parent']}: {result['n']} samples, {result['embedded']} with embeddings, "
+               f"{result['clusters']} clusters; {result['dropped']} dropped as semantic_duplicate "
+               f"(threshold {threshold})")
+    print_dataset(result["dataset"])
+    from warehouse import examples
+
+    typer.echo(f"\nwhy: mmpipe sql \"{examples.run_drops(result['run_id'])}\"")
+
+
+@guarded
+def export(dataset: DatasetArg,
+           ids: Annotated[Optional[Path], typer.Option(help="Only these samples: a .npy (sample ids, or DataComp-style "
+                                                            "uids) or a Parquet with a sample_id/uid column.")] = None,
+           query: Annotated[Optional[str], typer.Option(help="Only the samples this read-only query selects "
+                                                             "(it returns a sample_id column).")] = None,
+           resize: Annotated[Optional[int], typer.Option(help="Resize images to this size.")] = None,
+           resize_mode: Annotated[str, typer.Option(help="center_crop, keep_ratio or border.")] = "center_crop",
+           format: Annotated[str, typer.Option("--format", help="Image format: jpg or webp.")] = "jpg",
+           quality: Annotated[int, typer.Option(help="Encoder quality (1-100).")] = 95,
+           shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
+           name: Annotated[Optional[str], typer.Option(help="Name of the new version (default NAME).")] = None,
+           query_timeout: Annotated[Optional[float], typer.Option(
+               help="Stop --query after this many seconds (default 120).", show_default=False)] = None,
+           query_memory: Annotated[Optional[str], typer.Option(
+               help="Stop --query past this much memory, e.g. 8GB (default 2GB).", show_default=False)] = None,
+           home: HomeOpt = None) -> None:
+    """Reshard a version (a subset, resized, re-encoded) as a new version with lineage, img2dataset-style."""
+    from mmpipe.export_options import RESIZE_MODES
+
+    if resize_mode not in RESIZE_MODES[:3]:
+        fail(f"--resize-mode is one of {', '.join(RESIZE_MODES[:3])}")
+    if format not in ("jpg", "webp"):
+        fail("--format is jpg or webp")
+    if not 1 <= quality <= 100 or shard_size < 1 or (resize is not None and resize < 1):
+        fail("--quality is 1-100; --shard-size and --resize are positive")
+    if ids is not None and (not ids.is_file() or ids.suffix not in (".npy", ".parquet")):
+        fail(f"--ids takes an existing .npy or .parquet file, not {ids}")
+    limits = query_limits(query_timeout, query_memory)
+    if query is not None:
+        from warehouse.search_queries import user_sample_ids
+
+        with limits.in_env():  # refused, broken or runaway SQL fails here, before Prefect starts
+            user_sample_ids(warehouse(home), query)
+    root = start_flows(home)
+    from flows.export import export_flow
+
+    with limits.in_env():
+        result = export_flow(dataset, home=str(root), name=name, ids_file=str(ids.resolve()) if ids else None,
+                             query=query, resize=resize, resize_mode=resize_mode, image_format=format,
+                             quality=quality, shard_size=shard_size)
+    typer.echo(f"{result['parent']}: {result['selected']} samples selected")
+    print_dataset(result["dataset"])
+    print_warnings(result)
+
+
+@guarded
+def recipe(run_id: Annotated[str, typer.Argument(help="A curate run id (see `mmpipe runs`).")],
+           home: HomeOpt = None) -> None:
+    """Print the recipe (YAML) that reproduces a curate run: `mmpipe curate --config` takes it."""
+    from mmpipe.recipe import recipe_from_params
+
+    from warehouse.queries import run_row
+
+    row = run_row(warehouse(home), run_id)
+    if row is None:
+        fail(f"no run {run_id!r} (see `mmpipe runs`)")
+    if row["flow"] != "curate":
+        fail(f"{run_id} is a {row['flow']} run; recipes describe curate runs")
+    typer.echo(recipe_from_params(json.loads(row["params"])), nl=False)
+
+
+def curate_from_recipe(ctx: typer.Context, curate, config: Path, given: dict) -> None:
+    """`mmpipe curate --config recipe.yaml`: the recipe's settings under the flags given explicitly,
+    the curation itself, the recipe's semantic dedup (if any) on the new version, and the resolved
+    recipe kept beside the version (recipe.yaml) as well as in runs.params."""
+    from mmpipe.recipe import RecipeError, load_recipe, merge, recipe_from_params
+
+    try:
+        values, semantic = load_recipe(config)
+    except RecipeError as e:
+        fail(str(e))
+    # typer ships its own click, so the parameter source is compared by name
+    explicit = {k for k in given if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT",
+                                                                                                  "DEFAULT_MAP")}
+    opts = merge(values, given, explicit)
+    curate(ctx, **opts)
+    from warehouse.dataset_queries import resolve_dataset
+    from warehouse.queries import run_row
+
+    wh = warehouse(opts.get("home"))
+    ds = resolve_dataset(wh, opts["name"])
+    out_dir = Path(wh.resolve(ds["manifest_uri"])).parent
+    (out_dir / "recipe.yaml").write_text(recipe_from_params(json.loads(run_row(wh, ds["run_id"])["params"]), semantic))
+    typer.echo(f"  recipe:   {out_dir / 'recipe.yaml'}")
+    if semantic is not None:
+        typer.echo("")
+        dedup(f"{ds['name']}@{ds['version']}", threshold=semantic.get("threshold", 0.95),
+              clusters=semantic.get("clusters"), seed=semantic.get("seed") or 0, home=opts.get("home"),
+              name=None, clip_model=None, clip_pretrained=None, shard_size=1000)

@@ -148,3 +148,30 @@ def print_models(wh, model_ids: list[str]) -> None:
     for (model_id, objective, dataset, split), metrics in by_model.items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         typer.echo(f"  {objective:<12} {model_id[:8]}  {dataset} [{split}]  {shown}")
+
+
+# The metrics that say how good a model is, by objective family, shown in this order where present.
+HEADLINE = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",
+            "conditioning_gap", "fd_clip", "clip_score", "wer", "cer")
+
+
+def headline_table(rows):
+    """One row per model (newest last): its dataset, the split evaluated, and its headline metrics."""
+    import pyarrow as pa
+
+    models: dict[str, dict] = {}
+    for r in rows.to_pylist():
+        m = models.setdefault(r["model_id"], {"model_id": r["model_id"], "objective": r["objective"],
+                                              "dataset": r["dataset"], "metrics": {}})
+        if r["metric"] is not None:
+            m["metrics"].setdefault(r["split"], {})[r["metric"]] = r["value"]
+    out = []
+    for m in models.values():
+        split = "val" if "val" in m["metrics"] else next(iter(m["metrics"]), None)
+        got = m["metrics"].get(split, {})
+        shown = [f"{k} {got[k]:.4g}" for k in HEADLINE if got.get(k) is not None]
+        out.append({"model_id": m["model_id"], "objective": m["objective"], "dataset": m["dataset"], "split": split,
+                    "metrics": ", ".join(shown or [f"{k} {v:.4g}" for k, v in list(got.items())[:3] if v is not None]),
+                    "n_metrics": sum(len(v) for v in m["metrics"].values())})
+    names = ("model_id", "objective", "dataset", "split", "metrics", "n_metrics")
+    return pa.table({k: [o[k] for o in out] for k in names}) if out else pa.table({k: [] for k in names})

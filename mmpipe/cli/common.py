@@ -1,4 +1,5 @@
-"""What every `mmpipe` command shares: the home option, one-line errors, and opening the warehouse or Prefect."""
+"""What every `mmpipe` command shares: the home and runner options, one-line errors, and opening the
+warehouse or Prefect (whose API server `prefect_server` starts)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ from typing import Annotated, Callable, NoReturn, Optional
 import typer
 
 from mmpipe.home import configure_prefect, resolve_home
+from mmpipe.processes import terminate_children
 
 HomeOpt = Annotated[Optional[Path], typer.Option(
     "--home", envvar="MMPIPE_HOME", help="Warehouse folder (default ./mmpipe-data; also before the command).",
+    show_default=False)]
+
+DatasetArg = Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@TAG.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="CLIP model of the stored embeddings (default: the one that "
+                                                      "curated the version).")]
+PretrainedOpt = Annotated[Optional[str], typer.Option(help="... and its pretrained tag or checkpoint, as stored.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Stop the query after this many seconds (default 120, or $MMPIPE_QUERY_TIMEOUT).",
+    show_default=False)]
+MemoryOpt = Annotated[Optional[str], typer.Option(
+    "--memory", help="Stop the query past this much memory, e.g. 8GB (default 2GB, or $MMPIPE_QUERY_MEMORY).",
     show_default=False)]
 
 # Set by the app's callback: `mmpipe --debug --verbose --home X <command>`.
@@ -28,35 +41,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code=code)
 
 
-def _children() -> list[int]:
-    """Our child processes (Linux /proc), e.g. Prefect's temporary API server."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                found.append(int(entry.name))
-    return found
-
-
 def _interrupted() -> NoReturn:
     """Ctrl-C or SIGTERM: the run is already marked cancelled; stop now, children included.
 
     In-flight work is abandoned rather than awaited: every write is atomic, and running the same
     command again resumes the run.
     """
-    import signal
-
     typer.secho("interrupted: the run is marked cancelled; run the same command again to resume it",
                 fg=typer.colors.YELLOW, err=True)
-    for pid in _children():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    terminate_children()  # e.g. the private Prefect API server, Dask workers
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
@@ -105,6 +98,16 @@ def warehouse(home: Optional[Path], writable: bool = False):
     return Warehouse(home_of(home), create=False, read_only=not writable)
 
 
+def query_limits(timeout: Optional[float], memory: Optional[str]):
+    """The limits of a user query from the flags, else the environment, else the defaults."""
+    from warehouse.user_sql import QueryLimits
+
+    try:
+        return QueryLimits.from_env(timeout, memory)
+    except ValueError as e:
+        fail(str(e))
+
+
 def check_home_writable(home: Path) -> None:
     """Before a flow starts: the home is a folder we can write (or can be created)."""
     if home.exists() and not home.is_dir():
@@ -121,14 +124,10 @@ def start_flows(home: Optional[Path]) -> Path:
     if not OPTIONS["verbose"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     configure_prefect(root)
-    private = not os.environ.get("PREFECT_API_URL")
-    if private:
-        from mmpipe.cli_server import start_private_server
+    from mmpipe.cli.prefect_server import start_for_command
 
-        # Ours rather than Prefect's ephemeral server: it dies with this command, even on kill -9. It
-        # starts while this process imports Prefect and the warehouse (both take seconds).
-        server = start_private_server()
-        os.environ["PREFECT_API_URL"] = server.url
+    server = start_for_command()  # None when PREFECT_API_URL names a running server
+    private = server is not None
     import flows  # noqa: F401  (applies offline Prefect settings before any flow module)
     from flows.runners import short_lived_api
 
@@ -154,3 +153,25 @@ def version() -> str:
     import mmpipe
 
     return mmpipe.__version__
+
+
+RunnerOpt = Annotated[str, typer.Option(help="Where tasks run: local (threads in this process) or dask (a Dask "
+                                             "cluster: a LocalCluster of worker processes, or --dask-address).")]
+DaskAddressOpt = Annotated[Optional[str], typer.Option(help="Scheduler of a running Dask cluster (tcp://host:port); "
+                                                           "implies --runner dask. Its workers need a Prefect API "
+                                                           "they can reach (PREFECT_API_URL).")]
+DaskWorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes of the LocalCluster --runner dask "
+                                                            "starts (default 2; each declares a GPU when CUDA is "
+                                                            "present).")]
+
+
+def runner_choice(runner: str, dask_address: Optional[str], dask_workers: Optional[int]) -> dict:
+    """The task runner choice as run_with takes it; a wrong combination fails before Prefect starts."""
+    if runner not in ("local", "dask"):
+        fail(f"--runner is local or dask, not {runner!r}")
+    if dask_workers is not None and (dask_workers < 1 or dask_address or runner != "dask"):
+        fail("--dask-workers sizes the LocalCluster that --runner dask starts: a positive count, without "
+             "--dask-address")
+    if (dask_address or runner == "dask") and not OPTIONS["verbose"]:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when distributed is first imported
+    return {"runner": runner, "dask_address": dask_address, "workers": dask_workers}

@@ -1,7 +1,10 @@
-"""The `mmpipe` command line: the one module of the library that reaches up into flows and warehouse.
+"""The `mmpipe` command line: the one part of the library that reaches up into flows and warehouse
+(inside its commands, so that importing it stays light).
 
-Commands live in cli_query (read and keep the warehouse; never start Prefect) and cli_curate
-(run flows); this module assembles them and holds the global options.
+One module per command group, as the help shows them: curate and demo (Curate), train (Train), look
+(Look), operate (Operate); common holds what they share, output how results are shown, and
+prefect_server every Prefect API server mmpipe starts. This module assembles the app and holds the
+global options; `python -m mmpipe.cli` runs it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from mmpipe import cli_curate, cli_demo, cli_index, cli_query, cli_report, cli_server, cli_sweep, cli_train
-from mmpipe.cli_common import OPTIONS, version
+from mmpipe.cli import curate, demo, look, operate, train
+from mmpipe.cli.common import OPTIONS, version
 
 
 PANELS = {  # the help's groups, in order: what a user came to do
@@ -72,19 +75,14 @@ def main(home: Annotated[Optional[Path], typer.Option("--home", help="Warehouse 
         os.environ["MMPIPE_HOME"] = str(home)  # a command's own --home still wins
 
 
-_MODULES = {"demo": cli_demo, "ingest": cli_curate, "curate": cli_curate, "transcribe": cli_curate,
-            "dedup": cli_index, "export": cli_index, "recipe": cli_index, "index": cli_index, "search": cli_index,
-            "evaluate": cli_train, "pipeline": cli_train, "models": cli_train, "sweep": cli_sweep,
-            "datasets": cli_query, "runs": cli_query, "sql": cli_query, "tables": cli_query, "report": cli_report,
-            "server": cli_server, "deploy": cli_server, "serve": cli_server}
-_GROUPS = {"train": cli_train.train_app, "warehouse": cli_query.warehouse_app}
+_MODULES = {"demo": demo, "ingest": curate, "curate": curate, "transcribe": curate, "dedup": curate,
+            "export": curate, "recipe": curate, "evaluate": train, "pipeline": train, "sweep": train,
+            "datasets": look, "models": look, "runs": look, "sql": look, "tables": look, "report": look,
+            "index": look, "search": look, "server": operate, "deploy": operate, "serve": operate}
+_GROUPS = {"train": train.train_app, "warehouse": operate.warehouse_app}
 for panel, names in PANELS.items():
     for name in names:
         if name in _GROUPS:
             app.add_typer(_GROUPS[name], name=name, rich_help_panel=panel)
         else:
             app.command(name, rich_help_panel=panel)(getattr(_MODULES[name], name))
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,5 @@
+"""`python -m mmpipe.cli`: the `mmpipe` command."""
+
+from mmpipe.cli import app
+
+app()
