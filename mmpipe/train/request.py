@@ -14,7 +14,7 @@ class TrainRequest:
 
     objective: str
     dataset: str
-    model: dict = field(default_factory=dict)  # the objective's own flow parameters, by name
+    model_params: dict = field(default_factory=dict)  # the objective's own flow parameters, by name
     steps: int = 300
     samples: int | None = None
     batch_size: int = 64
@@ -30,7 +30,7 @@ class TrainRequest:
     def run_params(self, home: str) -> dict:
         """The parameters that define the run (the runs row's params, whose key a resume matches): every
         flow parameter but the home, a diffusion's text tower named as the warehouse stores it."""
-        model = dict(self.model)
+        model = dict(self.model_params)
         if "clip_pretrained" in model:
             model["clip_pretrained"] = stored_path(home, model["clip_pretrained"])
         return {"dataset": self.dataset, **model, "steps": self.steps, "samples": self.samples,
@@ -42,6 +42,6 @@ class TrainRequest:
         """The training options: the model settings plus the schedule (warmup a tenth of the steps unless
         given, four checkpoints, every step logged)."""
         warmup = self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 10)
-        return {**self.model, "steps": self.steps, "samples": self.samples, "batch_size": self.batch_size,
+        return {**self.model_params, "steps": self.steps, "samples": self.samples, "batch_size": self.batch_size,
                 "lr": self.lr, "warmup_steps": warmup, "checkpoint_every": max(1, self.steps // 4), "log_every": 1,
                 "device": self.device, "num_workers": self.num_workers, "seed": self.seed}
