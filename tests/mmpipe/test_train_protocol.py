@@ -25,7 +25,7 @@ class Line(Objective):
 
     def training_forward(self, batch: dict) -> tuple[dict, dict]:
         pred = self.fit(batch["x"])
-        return {"mse_loss": ((pred - batch["y"]) ** 2).mean()}, {"w": float(self.fit.weight)}
+        return {"mse_loss": ((pred - batch["y"]) ** 2).mean()}, {"w": float(self.fit.weight.detach())}
 
     def after_step(self) -> None:
         self.calls.append("after_step")
