@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from mmpipe.models.clip import pick_device
-from mmpipe.train.objectives.base import (MODEL_FILE, CallbackLogger, Objective, ResumableDataset, StepLogger,
-                                          Unpositioned)
+from mmpipe.train.objectives.base import MODEL_FILE  # noqa: F401 - the default weights file, named here before
+from mmpipe.train.objectives.base import CallbackLogger, Objective, ResumableDataset, StepLogger, Unpositioned
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_PREFIX = "step-"
