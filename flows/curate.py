@@ -6,24 +6,19 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.runners import gather, on_a_worker, per_shard, run_name, task_runner
+from flows.fanout import gather, on_a_worker, per_shard, read_shards
+from flows.runners import run_name, task_runner
+from mmpipe.curation import CurateRequest, RunOutcome, curation_result
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
-from mmpipe.schema import MAX_PIXELS
-from mmpipe.sources import SourceSpec
-from mmpipe.stages.basic import BasicFilterConfig
-from mmpipe.stages.clip_filter import ClipFilterConfig
-from mmpipe.stages.clip_score import ClipScoreConfig
-from mmpipe.stages.decode import DecodeConfig
-from mmpipe.stages.dedup import DedupConfig
 from tasks.clip import ensure_clip, plan_scoring, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
-from tasks.record import settle_samples
 from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,
                            plan_export, publish_dataset)
+from tasks.record import settle_samples
 from tasks.report import publish_outcomes
 from tasks.report_page import write_report_page
-from tasks.runs import run_tallies_task, tracked_run
+from tasks.runs import Run, run_tallies_task, tracked_run
 
 
 @flow(name="curate", task_runner=task_runner(), flow_run_name=run_name("curate"))
@@ -43,70 +38,61 @@ def curate_flow(source: str, name: str, home: str | None = None, kind: str | Non
     a new version, and when none is kept no version is made.
     """
     home = str(resolve_home(home))
-    params = {k: v for k, v in locals().items() if k != "home"}
-    scoring = clip_model.lower() != "none"
-    if scoring and min_clip_score is None and keep_fraction is None:
-        keep_fraction = 0.3  # DataComp's CLIP-score baseline keeps the top 30%
-        params["keep_fraction"] = keep_fraction
-    spec = SourceSpec(source, kind=kind, media_col=url_col, text_col=caption_col, split=split, shard_size=shard_size,
-                      allowed_roots=tuple(allowed_roots or ()))
-    pixel_budget = max(max_pixels or 0, MAX_PIXELS)  # decode what the basic filter then judges
-    clip_config = ClipScoreConfig(clip_model, clip_pretrained, clip_batch_size, clip_workers, device, pixel_budget)
+    request = CurateRequest(source, name, kind, url_col, caption_col, split, shard_size, min_caption_words,
+                            min_caption_chars, min_side, max_aspect_ratio, max_pixels, exact_dedup, dedup_hamming,
+                            clip_model, clip_pretrained, min_clip_score, keep_fraction, clip_batch_size,
+                            clip_workers, device, allowed_roots, out, incremental)
+    spec, clip_config = request.source_spec(), request.clip_score()
     pretrained_key = stored_path(home, clip_pretrained)  # scores are keyed by it: home-relative, so a home can move
-    if scoring:
+    if request.scoring:
         on_a_worker(ensure_clip, clip_config)
-    with tracked_run(home, "curate", params) as run:
+    with tracked_run(home, "curate", request.params()) as run:
         run_id = run.run_id
         shards = plan_source(spec, home, run_id)
-        prepared = gather(prepare_shard.map(
-            shard=shards, spec=unmapped(spec), run_id=unmapped(run_id), home=unmapped(home), name=unmapped(name),
-            decode=unmapped(DecodeConfig(max_pixels=pixel_budget)),
-            basic=unmapped(BasicFilterConfig(min_caption_words, min_caption_chars, min_side, max_aspect_ratio,
-                                             max_pixels)), incremental=unmapped(incremental)),
-            f"Reading shards, run {run_id}")
-        for p, shard in zip(prepared, shards):
-            if p.get("error"):
-                run.warn("broken_shard", f"shard {shard.path}: {p['error']}", shard=shard.path)
+        prepared = read_shards(prepare_shard, run, shards, f"Reading shards, run {run_id}", spec=spec,
+                               run_id=run_id, home=home, name=name, decode=request.decode(), basic=request.basic(),
+                               incremental=incremental)
         staged = [str(staged_path(home, run_id, s.index)) for s in shards]
         settle_samples(home, run_id)
-        dedup_run(home, run_id, staged, DedupConfig(exact_dedup, dedup_hamming), name)
-        if scoring:
+        dedup_run(home, run_id, staged, request.dedup(), name)
+        if request.scoring:
             skip = plan_scoring(home, run_id, clip_model, pretrained_key)
             per_shard(score_staged_shard, f"CLIP scoring, run {run_id}", {"path": staged}, home=home, skip=skip,
                       run_id=run_id, config=clip_config, pretrained=pretrained_key)
-            clip_filter_run(home, run_id, staged, ClipFilterConfig(min_clip_score, keep_fraction),
-                            clip_model, pretrained_key)
+            clip_filter_run(home, run_id, staged, request.clip_filter(), clip_model, pretrained_key)
         kept_now = count_kept(home, run_id)
         base = latest_version(home, name, run_id) if incremental else None
         if base and not kept_now:  # nothing new kept: the kept set is unchanged, so is the dataset
-            counts = publish_outcomes(home, run_id, "curate", name)
-            tallies = run_tallies_task(home, run_id)  # every attempt's, not only this one's
-            remove_staging(home, run_id)
-            return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": 0,
-                    "new_samples": tallies["new_samples"], "outcomes": counts,
-                    "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": tallies["n_scored"],
-                    "warnings": run.warnings, "dataset": None, "unchanged": base}
+            return curation_result(finish_curation(home, run, "curate", name), prepared, None, unchanged=base)
         version = choose_version(home, name, run_id)
-        out_dir = str(Path(out) if out else Path(home) / "datasets" / name / version)
-        model = clip_model if scoring else None
-        plan = plan_export(home, run_id, model, pretrained_key)
-        sizes = dict(gather(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
-                                                    out_dir=unmapped(out_dir), model=unmapped(model),
-                                                    pretrained=unmapped(pretrained_key), plan=unmapped(plan),
-                                                    max_pixels=unmapped(pixel_budget)), f"Exporting, run {run_id}"))
-        filter_spec = {k: params[k] for k in ("min_caption_words", "min_caption_chars", "min_side",
-                                               "max_aspect_ratio", "max_pixels", "exact_dedup", "dedup_hamming",
-                                               "clip_model", "clip_pretrained", "min_clip_score", "keep_fraction")}
-        filter_spec["clip_pretrained"] = pretrained_key
-        clip_key = {"model": model, "pretrained": pretrained_key} if model else None
-        dataset = publish_dataset(home, run_id, name, version, out_dir, sizes, filter_spec, clip_key, base=base,
-                                  plan=plan)
-        announce_dataset(home, run_id, dataset, clip_key)
-        counts = publish_outcomes(home, run_id, "curate", name)
-        tallies = run_tallies_task(home, run_id)  # every attempt's, not only this one's
-        remove_staging(home, run_id)
+        dataset = _export(home, run_id, request, version, staged, pretrained_key, base)
+        outcome = finish_curation(home, run, "curate", name)
     report = write_report_page(home, f"{name}@{version}")
-    return {"run_id": run_id, "home": home, "ingested": sum(counts.values()), "kept": counts.get("kept", 0),
-            "new_samples": tallies["new_samples"], "outcomes": counts,
-            "seen_before": sum(p.get("seen_before", 0) for p in prepared), "n_scored": tallies["n_scored"],
-            "warnings": run.warnings, "dataset": dataset, "report": report}
+    return curation_result(outcome, prepared, dataset, report=report)
+
+
+def _export(home: str, run_id: str, request: CurateRequest, version: str, staged: list[str], pretrained_key: str,
+            base: dict | None) -> dict:
+    """Write the kept samples as the version's shards, publish the version (on `base`, when incremental)
+    and announce it."""
+    out_dir = str(Path(request.out) if request.out else Path(home) / "datasets" / request.name / version)
+    model = request.clip_model if request.scoring else None
+    plan = plan_export(home, run_id, model, pretrained_key)
+    sizes = dict(gather(export_staged_shard.map(staged=staged, home=unmapped(home), run_id=unmapped(run_id),
+                                                out_dir=unmapped(out_dir), model=unmapped(model),
+                                                pretrained=unmapped(pretrained_key), plan=unmapped(plan),
+                                                max_pixels=unmapped(request.pixel_budget)), f"Exporting, run {run_id}"))
+    clip_key = {"model": model, "pretrained": pretrained_key} if model else None
+    dataset = publish_dataset(home, run_id, request.name, version, out_dir, sizes, request.filter_spec(pretrained_key),
+                              clip_key, base=base, plan=plan)
+    announce_dataset(home, run_id, dataset, clip_key)
+    return dataset
+
+
+def finish_curation(home: str, run: Run, flow_name: str, name: str) -> RunOutcome:
+    """The run's counts by outcome published, its tallies (every attempt's, not only this one's), its
+    staging removed."""
+    counts = publish_outcomes(home, run.run_id, flow_name, name)
+    tallies = run_tallies_task(home, run.run_id)
+    remove_staging(home, run.run_id)
+    return RunOutcome(run.run_id, home, counts, tallies, run.warnings)

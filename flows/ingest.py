@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from flows.runners import gather, run_name, task_runner
+from flows.fanout import gather
+from flows.runners import run_name, task_runner
 from mmpipe.home import resolve_home
 from mmpipe.schema import MAX_PIXELS
 from tasks.ingest import ingest_batch, scan_folder_task

@@ -7,11 +7,12 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.curate import curate_flow
-from flows.runners import flows_side_by_side, nested, run_name
+from flows.fanout import flows_side_by_side
+from flows.runners import nested, run_name
 from flows.train import train_contrastive_flow, train_masked_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
-from mmpipe.sweep import Setting, choose
+from mmpipe.sweep import choose, settings_of, with_models
 from tasks.dataset import derive_dataset
 from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
@@ -31,7 +32,6 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
     params = {k: v for k, v in locals().items() if k != "home"}
     if not min_clip_scores and not keep_fractions:
         raise ValueError("give the settings to sweep: min_clip_scores and/or keep_fractions")
-    models = clip_models or [[TINY_CLIP, None]]
     with tracked_run(home, "sweep", params) as run:
         eval_split = resolve_dataset_task(home, eval_dataset)
         eval_name = f"{eval_split['name']}@{eval_split['version']}"
@@ -41,40 +41,38 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
         recipe = {"home": home, "samples": samples_seen, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "device": device, "eval_dataset": eval_name,
                   **({"model_name": model_name} if objective == "contrastive" else {})}
-        for model, pretrained in models:
-            # The pool: every candidate scored, none filtered by CLIP; incremental, so a rerun over the same
-            # source makes no new pool version and the derived versions and trained models are found again.
-            # On Dask, its shards are scored across the same cluster the settings then train on.
-            curated = nested(curate_flow)(source, f"{name}-pool", home=home, clip_model=model,
-                                          clip_pretrained=pretrained, keep_fraction=1.0, device=device,
-                                          incremental=True, **(curate or {}))
-            pool = curated["dataset"] or curated["unchanged"]
+        for model, pretrained in clip_models or [[TINY_CLIP, None]]:
+            pool = _scored_pool(home, source, name, model, pretrained, device, curate)
             candidates = [c for c in candidates_task(home, pool, model, stored_path(home, pretrained))
                           if c[0] not in held_out]
-            settings = [Setting(model, stored_path(home, pretrained), "min_clip_score", v) for v in min_clip_scores or []]
-            settings += [Setting(model, stored_path(home, pretrained), "keep_fraction", v) for v in keep_fractions or []]
-            for setting in settings:
+            for setting in settings_of(model, stored_path(home, pretrained), min_clip_scores, keep_fractions):
                 spec = {"clip_model": model, "clip_pretrained": setting.pretrained, setting.rule: setting.value,
                         "parent": f"{name}-pool@{pool['version']}", "excluded": eval_name}
                 ds = derive_dataset(home, run.run_id, pool, setting.select(candidates), name, spec)
-                rows.append({"setting": setting.label, "model": model, "rule": setting.rule, "value": setting.value,
-                             "version": ds["version"], "dataset_id": ds["dataset_id"], "n_samples": ds["n_samples"]})
+                rows.append(setting.row(ds))
                 # The training flow reuses a model only when its whole recipe matches (a rerun or resumed
                 # sweep retrains nothing; another samples-seen, batch size, lr or seed trains anew).
                 pending[ds["dataset_id"]] = (f"train-{name}@{ds['version']}", train,
                                              {"dataset": f"{name}@{ds['version']}", **recipe})
         # Settings train side by side on Dask workers (one GPU each where declared), in turn otherwise.
         trained = flows_side_by_side(list(pending.values()), f"sweep {name}, {len(pending)} settings")
-        models = {dataset_id: {"model_id": t["model_id"], "metrics": t["evals"]["metrics"], "reused": t["reused"]}
-                  for dataset_id, t in zip(pending, trained)}
+        trained = dict(zip(pending, trained))
         # Each row shows its model's own recipe, as the models table stores it.
-        stored = model_recipes_task(home, [m["model_id"] for m in models.values()])
-        results = [{**row, **models[row["dataset_id"]],
-                    **{k: stored[models[row["dataset_id"]]["model_id"]].get(k) for k in RECIPE_COLUMNS}}
-                   for row in rows]
+        results = with_models(rows, trained, model_recipes_task(home, [t["model_id"] for t in trained.values()]),
+                              RECIPE_COLUMNS)
         best, reason = choose(results, metric, eval_split["n_samples"])
         tag_best(home, name, best["version"], reason, run.run_id)
         plot = publish_sweep(home, run.run_id, name, results, metric, best, reason)
         report = write_report_page(home, f"{name}@{best['version']}")  # with the sweep's table and plot
     return {"run_id": run.run_id, "results": results, "best": best, "reason": reason, "plot": plot, "report": report,
             "eval_dataset": eval_name}
+
+
+def _scored_pool(home: str, source: str, name: str, model: str, pretrained: str | None, device: str | None,
+                 curate: dict | None) -> dict:
+    """The pool: every candidate scored, none filtered by CLIP; incremental, so a rerun over the same source
+    makes no new pool version and the derived versions and trained models are found again. On Dask, its
+    shards are scored across the same cluster the settings then train on."""
+    curated = nested(curate_flow)(source, f"{name}-pool", home=home, clip_model=model, clip_pretrained=pretrained,
+                                  keep_fraction=1.0, device=device, incremental=True, **(curate or {}))
+    return curated["dataset"] or curated["unchanged"]

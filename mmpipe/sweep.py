@@ -39,6 +39,30 @@ class Setting:
         threshold = sorted((v for _, v in scored), reverse=True)[k - 1] if scored else math.inf
         return [s for s, v in scored if v >= threshold]
 
+    def row(self, dataset: dict) -> dict:
+        """This setting's row of the sweep's table, for the dataset version it derived."""
+        return {"setting": self.label, "model": self.model, "rule": self.rule, "value": self.value,
+                "version": dataset["version"], "dataset_id": dataset["dataset_id"], "n_samples": dataset["n_samples"]}
+
+
+def settings_of(model: str, pretrained: str, min_clip_scores: list[float] | None,
+                keep_fractions: list[float] | None) -> list[Setting]:
+    """One setting per rule value, all on the pool scored by `model` + `pretrained`."""
+    return ([Setting(model, pretrained, "min_clip_score", v) for v in min_clip_scores or []]
+            + [Setting(model, pretrained, "keep_fraction", v) for v in keep_fractions or []])
+
+
+def with_models(rows: list[dict], trained: dict[str, dict], recipes: dict[str, dict], columns: tuple[str, ...]
+                ) -> list[dict]:
+    """Each row with the model trained on its dataset version ({dataset_id: a training flow's result}):
+    its id, metrics, whether it was reused, and the recipe `columns` as the models table stores them."""
+    out = []
+    for row in rows:
+        t = trained[row["dataset_id"]]
+        model = {"model_id": t["model_id"], "metrics": t["evals"]["metrics"], "reused": t["reused"]}
+        out.append({**row, **model, **{k: recipes[t["model_id"]].get(k) for k in columns}})
+    return out
+
 
 def choose(results: list[dict], metric: str, n_eval: int | None = None) -> tuple[dict, str]:
     """The chosen setting and the reason in words, by the one-standard-error rule: among the settings

@@ -16,7 +16,8 @@ from mmpipe.home import stored_path
 from mmpipe.progress import Bar
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
-from warehouse.dataset_queries import dataset_by_id, model_by_recipe, model_metrics, model_row, resolve_dataset
+from warehouse.dataset_queries import (dataset_by_id, latest_model, model_by_recipe, model_metrics, model_row,
+                                       resolve_dataset)
 
 _PATH_KEYS = ("pretrained", "clip_pretrained", "out_dir")  # stored relative to the home when inside it
 STEP_FLUSH = 25  # per-step metrics reach the warehouse in batches (a commit per step would dominate)
@@ -68,6 +69,33 @@ def stored_evaluation(home: str, model_id: str, objective: str, eval_dataset: st
     metrics = model_metrics(wh, model_id, split)
     return {"model_id": model_id, "objective": objective, "split": split, "metrics": metrics, "grid": None} \
         if metrics else None
+
+
+def text_tower(home: str, dataset: str, clip_model: str | None, clip_pretrained: str | None
+               ) -> tuple[str, str | None]:
+    """The open_clip text tower a diffusion model trains on: the one given (a home-relative checkpoint, as
+    the trained event names it, made absolute), else the newest contrastive model trained on `dataset`
+    (else on any dataset)."""
+    if clip_model is None:
+        wh = Warehouse(home)
+        found = latest_model(wh, "contrastive", resolve_dataset_task.fn(home, dataset)["dataset_id"]) or \
+            latest_model(wh, "contrastive")
+        if found is None:
+            raise ValueError("no text tower: pass --clip-model and --clip-pretrained, or train a contrastive "
+                             "model on this dataset first")
+        return json.loads(found["config"])["model_name"], wh.resolve(found["checkpoint_uri"])
+    if clip_pretrained and not Path(clip_pretrained).is_absolute() and (Path(home) / clip_pretrained).exists():
+        return clip_model, str(Path(home) / clip_pretrained)
+    return clip_model, clip_pretrained
+
+
+def training_result(run_id: str, model_id: str, objective: str, ds: dict, result: dict, recipe: dict,
+                    evals: dict | None, report: str | None, reused: bool) -> dict:
+    """What a training flow returns: its run, model, dataset, checkpoint, progress, evals and report."""
+    return {"run_id": run_id, "model_id": model_id, "objective": objective,
+            "dataset": f"{ds['name']}@{ds['version']}", "checkpoint": result["checkpoint"], "steps": result["step"],
+            "samples_seen": result["samples_seen"], "final": result["final"], "evals": evals, "report": report,
+            "reused": reused, "recipe": recipe["recipe"]}
 
 
 def model_id_for(run_id: str, objective: str) -> str:

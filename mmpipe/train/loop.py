@@ -2,11 +2,10 @@
 safetensors checkpoints (each a whole folder, out_dir/step-NNNNNNNN, switched to by one rename),
 exact resume (weights, optimizer, RNG and data position), seeded.
 
-An objective is an nn.Module with `training_forward(batch) -> (losses, logs)`; the loss is the sum
-of the `*_loss` entries. Optional hooks: `after_step()` (e.g. clamp CLIP's logit scale),
-`save(dir)`, `load(dir)` and `checkpoint_name` (weights in the objective's ecosystem format; the
-default is the state dict of `objective.model` as model.safetensors). A dataset with `resume(state)` and
-`advance(state, batch)` (mmpipe.train.data.ShardStream) has its position saved and restored.
+The protocol it trains through is explicit (mmpipe/train/objectives/base.py): an `Objective` with
+`training_forward(batch) -> (losses, logs)` (the loss is the sum of the `*_loss` entries), `after_step()`,
+`save(dir)`, `load(dir)` and `checkpoint_name`; a `ResumableDataset` (mmpipe.train.data.ShardStream)
+has its position saved and restored; a `StepLogger` is flushed before every checkpoint.
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from mmpipe.models.clip import pick_device
+from mmpipe.train.objectives.base import MODEL_FILE  # noqa: F401 - the default weights file, named here before
+from mmpipe.train.objectives.base import CallbackLogger, Objective, ResumableDataset, StepLogger, Unpositioned
 
-MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_PREFIX = "step-"
 
@@ -113,10 +112,6 @@ def _optimizer(objective: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def _inner(objective: nn.Module) -> nn.Module:
-    return getattr(objective, "model", objective)
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -150,8 +145,8 @@ def _prune(out: Path, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(objective: nn.Module, state: dict, out_dir: str | Path) -> Path:
-    """Weights (objective.save, else model.safetensors) and trainer state written into a new folder,
+def save_checkpoint(objective: Objective, state: dict, out_dir: str | Path) -> Path:
+    """Weights (objective.save) and trainer state written into a new folder,
     which then becomes out_dir/step-NNNNNNNN in one rename (open_clip_train's write-then-rename, for
     a folder): a kill at any point leaves the previous checkpoint whole. Returns the weights' path."""
     out = Path(out_dir)
@@ -161,11 +156,7 @@ def save_checkpoint(objective: nn.Module, state: dict, out_dir: str | Path) -> P
     shutil.rmtree(tmp, ignore_errors=True)  # a partial folder a killed save left behind
     if not final.is_dir():
         tmp.mkdir()
-        if hasattr(objective, "save"):
-            objective.save(tmp)
-        else:
-            save_file({k: v.detach().cpu().contiguous() for k, v in _inner(objective).state_dict().items()},
-                      str(tmp / MODEL_FILE))
+        objective.save(tmp)
         torch.save(state, tmp / STATE_FILE)
         for f in tmp.rglob("*"):  # on disk before the rename makes them the checkpoint
             if f.is_file():
@@ -173,23 +164,18 @@ def save_checkpoint(objective: nn.Module, state: dict, out_dir: str | Path) -> P
         _publish(tmp, final)
         _fsync(out)
     _prune(out, final)
-    return final / getattr(objective, "checkpoint_name", MODEL_FILE)
+    return final / objective.checkpoint_name
 
 
-def _load_weights(objective: nn.Module, out_dir: Path, device: str) -> None:
-    if hasattr(objective, "load"):
-        objective.load(out_dir)
-    else:
-        _inner(objective).load_state_dict(load_file(str(out_dir / MODEL_FILE), device=device))
-
-
-def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
-          on_step: Callable[[int, dict], None] | None = None) -> dict:
+def train(objective: Objective, dataset: Dataset, config: TrainConfig,
+          on_step: StepLogger | Callable[[int, dict], None] | None = None) -> dict:
     """Train `objective` to config.total_steps() optimizer steps, resuming from the newest checkpoint
     under config.out_dir. Calls on_step(step, metrics) every `log_every` steps, before any checkpoint
-    of that step (and on_step.flush(), when it has one, before every checkpoint), so steps it recorded
+    of that step (and on_step.flush(), for a StepLogger, before every checkpoint), so steps it recorded
     are never newer than the checkpoint a resume starts from, and none is lost. Returns {checkpoint,
     out_dir, step, samples_seen, resumed_from, history}; checkpoint is inside out_dir/step-NNNNNNNN."""
+    position: ResumableDataset = dataset if isinstance(dataset, ResumableDataset) else Unpositioned()
+    log: StepLogger = on_step if isinstance(on_step, StepLogger) else CallbackLogger(on_step)
     seed_everything(config.seed)
     device = pick_device(config.device)
     objective.to(device).train()
@@ -203,7 +189,7 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
     step, data_state = 0, None
     resume_dir = latest_checkpoint(out)
     if resume_dir is not None:
-        _load_weights(objective, resume_dir, device)
+        objective.load(resume_dir)
         state = torch.load(resume_dir / STATE_FILE, map_location="cpu", weights_only=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -215,8 +201,7 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, data_state = state["step"], state["data"]
     resumed_from = step
-    if hasattr(dataset, "resume"):
-        dataset.resume(data_state)
+    position.resume(data_state)
     batches = _batches(dataset, config)
     per_step = config.batch_size * config.grad_accum
     history: list[dict] = []
@@ -227,8 +212,7 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
         sums: dict[str, float] = {}
         for _ in range(config.grad_accum):
             batch = next(batches)
-            if hasattr(dataset, "advance"):
-                data_state = dataset.advance(data_state, batch)
+            data_state = position.advance(data_state, batch)
             with torch.autocast(device_type="cuda" if use_amp else "cpu", dtype=amp_dtype, enabled=use_amp):
                 losses, logs = objective.training_forward(_to(batch, device))
                 loss = sum(v for k, v in losses.items() if k.endswith("_loss"))
@@ -241,8 +225,7 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
         scaler.update()
         opt.zero_grad(set_to_none=True)
         sched.step()
-        if hasattr(objective, "after_step"):
-            objective.after_step()
+        objective.after_step()
         step += 1
         metrics = {**sums, **logs, "lr": sched.get_last_lr()[0], "samples_seen": step * per_step,
                    "samples_per_s": (step - resumed_from) * per_step / (time.perf_counter() - started)}
@@ -251,11 +234,10 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
         bar.set_postfix({k: f"{v:.4g}" for k, v in sums.items()}, refresh=False)
         # What on_step records is durable before the checkpoint that follows it: a kill in between
         # resumes from the previous checkpoint and records those steps again, never loses them.
-        if on_step and (step % config.log_every == 0 or step == total):
-            on_step(step, metrics)
+        if step % config.log_every == 0 or step == total:
+            log(step, metrics)
         if step % config.checkpoint_every == 0 or step == total:
-            if hasattr(on_step, "flush"):
-                on_step.flush()
+            log.flush()
             resume_dir = save_checkpoint(objective, {
                 "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(), "config": asdict(config), "data": data_state,
@@ -265,5 +247,5 @@ def train(objective: nn.Module, dataset: Dataset, config: TrainConfig,
     bar.close()
     objective.eval()
     where = resume_dir or out
-    return {"checkpoint": str(where / getattr(objective, "checkpoint_name", MODEL_FILE)), "out_dir": str(out),
+    return {"checkpoint": str(where / objective.checkpoint_name), "out_dir": str(out),
             "step": step, "samples_seen": step * per_step, "resumed_from": resumed_from, "history": history}

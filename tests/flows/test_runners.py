@@ -10,7 +10,7 @@ def test_model_tasks_hold_a_gpu_slot_only_where_the_server_holds_a_gpu_limit(pre
     from prefect.client.orchestration import get_client
     from prefect.context import TaskRunContext
 
-    from flows.runners import on_a_worker, per_shard
+    from flows.fanout import on_a_worker, per_shard
 
     @task(cache_policy=NO_CACHE, tags=["gpu", "model"])
     def model_task(i: int) -> tuple[set[str], int | None]:
@@ -50,7 +50,7 @@ def test_a_stage_reports_its_progress_as_an_artifact_that_ends_at_100(prefect_ha
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.context import FlowRunContext
 
-    from flows.runners import gather, per_shard
+    from flows.fanout import gather, per_shard
 
     @task(cache_policy=NO_CACHE)
     def shard(i: int) -> int:

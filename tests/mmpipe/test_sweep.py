@@ -55,3 +55,18 @@ def test_a_recipe_is_everything_that_changes_the_trained_model():
     for same in ({"device": "cuda"}, {"num_workers": 4}, {"checkpoint_every": 10}, {"log_every": 5},
                  {"steps": 10}):  # where and how it runs; steps yield to the samples budget
         assert recipe_key(recipe("contrastive", "d1", {**base, **same})) == key, same
+
+
+def test_a_sweeps_rows_are_its_settings_with_the_model_each_version_trained():
+    from mmpipe.sweep import settings_of, with_models
+
+    settings = settings_of("tiny", "models/f.safetensors", [0.5], [1.0])
+    assert [s.label for s in settings] == ["min_clip_score=0.5", "keep_fraction=1"]
+    rows = [s.row({"version": f"v{i}", "dataset_id": f"d{i}", "n_samples": 10 * i}) for i, s in enumerate(settings)]
+    assert rows[0] == {"setting": "min_clip_score=0.5", "model": "tiny", "rule": "min_clip_score", "value": 0.5,
+                       "version": "v0", "dataset_id": "d0", "n_samples": 0}
+    trained = {f"d{i}": {"model_id": f"m{i}", "evals": {"metrics": {"mean_R@5": i}}, "reused": False} for i in (0, 1)}
+    recipes = {"m0": {"lr": 1e-3, "seed": 0}, "m1": {"lr": 2e-3, "seed": 0}}
+    results = with_models(rows, trained, recipes, ("lr", "seed"))
+    assert results[1] == {**rows[1], "model_id": "m1", "metrics": {"mean_R@5": 1}, "reused": False, "lr": 2e-3,
+                          "seed": 0}

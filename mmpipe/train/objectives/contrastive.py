@@ -8,8 +8,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from mmpipe.train.objectives.base import Objective
 
-class Contrastive(nn.Module):
+
+class Contrastive(Objective):
     """task = model + loss; training_forward returns ({'contrastive_loss': ...}, logs).
 
     The checkpoint is the open_clip model's own state dict, so
@@ -42,6 +44,10 @@ class Contrastive(nn.Module):
     def after_step(self) -> None:
         """Clamp the temperature at 100 (open_clip_train does the same after each step)."""
         self.model.logit_scale.clamp_(0, math.log(100))
+
+    def checkpoint_module(self) -> nn.Module:
+        """The open_clip model: its state dict is the checkpoint open_clip loads."""
+        return self.model
 
 
 def create_contrastive(model_name: str, pretrained: str | None = None, siglip: bool = False

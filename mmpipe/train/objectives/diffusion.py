@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from mmpipe.train.objectives.base import Objective
+
 META_FILE = "diffusion.json"
 
 
@@ -90,7 +92,7 @@ class TextConditioner(nn.Module):
                   str(out_dir / "open_clip_model.safetensors"))
 
 
-class Diffusion(nn.Module):
+class Diffusion(Objective):
     """task = UNet + frozen text conditioner + DDPM noise schedule; loss = MSE on the noise."""
 
     checkpoint_name = "unet"

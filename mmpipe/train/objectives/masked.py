@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mmpipe.train.objectives.base import Objective
+
 CONFIG_FILE = "masked_config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -71,7 +73,7 @@ def _blocks(width: int, heads: int, depth: int, mlp_ratio: float) -> nn.ModuleLi
     return nn.ModuleList(Block(width, heads, mlp_ratio, qkv_bias=True) for _ in range(depth))
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(Objective):
     """The model and its objective: training_forward returns image_loss and text_loss."""
 
     checkpoint_name = WEIGHTS_FILE
