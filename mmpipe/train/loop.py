@@ -1,4 +1,4 @@
-"""One training loop for any objective: AdamW + cosine, grad accumulation, AMP on GPU,
+"""One training loop for any objective: AdamW + open_clip_train's warmup-cosine, grad accumulation, AMP on GPU,
 safetensors checkpoints (each a whole folder, out_dir/step-NNNNNNNN, switched to by one rename),
 exact resume (weights, optimizer, RNG and data position), seeded.
 
@@ -16,7 +16,6 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+from open_clip_train.scheduler import cosine_lr
 from tqdm.auto import tqdm
 
 from mmpipe.models.clip import pick_device
@@ -66,12 +66,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _lr_factor(warmup: int, total: int, step: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def _batches(dataset: Dataset, config: TrainConfig) -> Iterator[dict]:
@@ -181,7 +175,9 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig,
     objective.to(device).train()
     total = config.total_steps()
     opt = _optimizer(objective, config)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config.warmup_steps, total))
+    # open_clip_train's linear warmup then cosine decay, a pure function of the step (so a resume needs no
+    # scheduler state); warmup shorter than the run, or its cosine would divide by zero
+    adjust_lr = cosine_lr(opt, config.lr, min(config.warmup_steps, max(0, total - 1)), total)
     use_amp = device.startswith("cuda")
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -192,7 +188,6 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig,
         objective.load(resume_dir)
         state = torch.load(resume_dir / STATE_FILE, map_location="cpu", weights_only=False)
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
@@ -209,6 +204,7 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig,
                disable=None if config.progress is None else not config.progress)
     started = time.perf_counter()
     while step < total:
+        lr = adjust_lr(step)
         sums: dict[str, float] = {}
         for _ in range(config.grad_accum):
             batch = next(batches)
@@ -224,10 +220,9 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig,
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        sched.step()
         objective.after_step()
         step += 1
-        metrics = {**sums, **logs, "lr": sched.get_last_lr()[0], "samples_seen": step * per_step,
+        metrics = {**sums, **logs, "lr": lr, "samples_seen": step * per_step,
                    "samples_per_s": (step - resumed_from) * per_step / (time.perf_counter() - started)}
         history.append({"step": step, **metrics})
         bar.update(1)
@@ -239,7 +234,7 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig,
         if step % config.checkpoint_every == 0 or step == total:
             log.flush()
             resume_dir = save_checkpoint(objective, {
-                "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "config": asdict(config), "data": data_state,
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
                 "numpy_rng": np.random.get_state(),
