@@ -61,7 +61,8 @@ def probe(content: bytes) -> tuple[int, int, float | None]:
             return int(stream.rate or 0), int(stream.channels or 0), declared
     except AudioDecodeError:
         raise
-    except (av.error.FFmpegError, ValueError, OSError) as e:
+    except (av.error.FFmpegError, ValueError, OSError, AttributeError) as e:
+        # AttributeError: PyAV's stream has no codec context (a header naming no codec it knows), so no `rate`
         raise AudioDecodeError("decode_error", str(e)) from e
 
 

@@ -135,9 +135,12 @@ sys.exit(code)
 ])
 def test_a_runaway_query_ends_at_its_limit_in_one_line(small_home, query, limit, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # 1 s is enough for a limit to fire (and each second of a runaway query is CPU burnt on every core);
+    # a memory-only case ends at once at its cap, and keeps 3 s so a busy machine cannot make it a timeout
+    timeout = "3" if limit == "memory" else "1"
     peak_file = tmp_path / "peak"
     out = subprocess.run([sys.executable, "-c", _PEAK_OF, str(peak_file), sys.executable, "-m", "mmpipe.cli", "sql",
-                          query, "--timeout", "3", "--memory", "256MB", "--home", str(small_home)], cwd=REPO, env=env,
+                          query, "--timeout", timeout, "--memory", "256MB", "--home", str(small_home)], cwd=REPO, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert out.returncode == 1, out.stdout
     lines = out.stdout.strip().splitlines()
@@ -153,16 +156,16 @@ def test_limits_apply_to_export_queries_too(home, monkeypatch):
     wh = Warehouse(home)
     wh.write("samples", pa.table({"sample_id": ["a"], "modality": ["image"]}))
     assert user_sample_ids(wh, "SELECT sample_id FROM samples") == ["a"]
-    monkeypatch.setenv("MMPIPE_QUERY_TIMEOUT", "2")
-    with pytest.raises(QueryError, match="time limit of 2 s"):
+    monkeypatch.setenv("MMPIPE_QUERY_TIMEOUT", "1")
+    with pytest.raises(QueryError, match="time limit of 1 s"):
         user_sample_ids(wh, ENDLESS)
 
 
 def test_export_query_limits_from_the_command_line(small_home):
     from mmpipe.cli import app
 
-    out = CliRunner().invoke(app, ["export", "whatever", "--query", ENDLESS, "--query-timeout", "2",
+    out = CliRunner().invoke(app, ["export", "whatever", "--query", ENDLESS, "--query-timeout", "1",
                                    "--home", str(small_home)])
-    assert out.exit_code == 1 and "time limit of 2 s" in out.output, out.output
+    assert out.exit_code == 1 and "time limit of 1 s" in out.output, out.output
     assert len(out.output.strip().splitlines()) == 1
     assert "MMPIPE_QUERY_TIMEOUT" not in os.environ  # the flag does not outlive the command
