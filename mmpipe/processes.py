@@ -43,9 +43,7 @@ def start_time(pid: int) -> str | None:
     there is no such process."""
     try:
         return f"{psutil.Process(pid).create_time():.2f}"
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.Error:
+    except psutil.Error:  # gone (NoSuchProcess) or hidden
         return None
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 
+from mmpipe.processes import alive, children
+
 REPO = Path(__file__).parents[1]
 CEILING = 600
 
@@ -40,20 +42,6 @@ def _env(tmp_path: Path) -> dict:
             "PYTHONPATH": str(REPO)}
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [p.pid for p in psutil.Process(pid).children()]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
@@ -68,7 +56,7 @@ def test_a_private_server_that_dies_ends_the_command_with_one_line(tmp_path):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "the flow never started"
         time.sleep(0.2)
-    servers = [pid for pid in _children(proc.pid) if any("uvicorn" in a for a in psutil.Process(pid).cmdline())]
+    servers = [pid for pid in children(proc.pid) if any("uvicorn" in a for a in psutil.Process(pid).cmdline())]
     assert len(servers) == 1
     os.kill(servers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=CEILING)  # it ends by itself: no hang once the server is gone
@@ -76,7 +64,7 @@ def test_a_private_server_that_dies_ends_the_command_with_one_line(tmp_path):
     assert _error_lines(stderr) == [f"error: the private Prefect API server (pid {servers[0]}) exited (code -9) "
                                     "while the command ran: run the same command again to resume the run"]
     assert "Traceback" not in stderr
-    assert not _alive(servers[0])
+    assert not alive(servers[0])
 
 
 def test_a_private_server_that_cannot_start_fails_the_command_at_once(tmp_path):
