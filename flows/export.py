@@ -3,11 +3,11 @@ lineage (`export`), and the retrieval index with the embeddings in clip-retrieva
 
 from __future__ import annotations
 
-import json
-
 from prefect import flow
 
+from mmpipe.export_options import ExportRequest
 from mmpipe.home import resolve_home
+from mmpipe.search import IndexRequest
 from tasks.export import choose_subset, export_version
 from tasks.runs import tracked_run
 from tasks.semantic import build_version_index, resolve_version
@@ -20,16 +20,12 @@ def export_flow(dataset: str, home: str | None = None, name: str | None = None, 
     """NAME[@VERSION] -> the next version of `name` (default NAME): the samples an id file names and/or
     a read-only SQL query selects (all when neither), resized and re-encoded on request."""
     home = str(resolve_home(home))
-    params = {k: v for k, v in locals().items() if k != "home"}
-    with tracked_run(home, "export", params) as run:
+    request = ExportRequest(dataset, name, ids_file, query, resize, resize_mode, image_format, quality, shard_size)
+    with tracked_run(home, "export", request.params()) as run:
         base = resolve_version(home, dataset)
         subset = choose_subset(home, base, ids_file, query)
-        export = {k: params[k] for k in ("ids_file", "query", "resize", "resize_mode", "image_format", "quality",
-                                         "shard_size")}
-        spec = {**json.loads(base.get("filter_spec") or "{}"),
-                "export": {**export, "parent": f"{base['name']}@{base['version']}"}}
-        version = export_version(home, run.run_id, base, subset["sample_ids"], name or base["name"], spec,
-                                 shard_size, resize, resize_mode, image_format, quality)
+        version = export_version(home, run.run_id, base, subset["sample_ids"], name or base["name"],
+                                 request.filter_spec(base), shard_size, resize, resize_mode, image_format, quality)
         for miss in subset["missing"][:20]:
             run.warn("not_in_version", f"{miss}: not a sample of {base['name']}@{base['version']}")
     return {"run_id": run.run_id, "home": home, "parent": f"{base['name']}@{base['version']}",
@@ -42,8 +38,8 @@ def index_flow(dataset: str, home: str | None = None, kind: str = "auto", clip_m
                clip_pretrained: str | None = None) -> dict:
     """faiss indexes (image and text) over NAME[@VERSION]'s stored embeddings, under <home>/indexes/."""
     home = str(resolve_home(home))
-    params = {k: v for k, v in locals().items() if k != "home"}
-    with tracked_run(home, "index", params) as run:
+    request = IndexRequest(dataset, kind, clip_model, clip_pretrained)
+    with tracked_run(home, "index", request.params()) as run:
         base = resolve_version(home, dataset)
         summary = build_version_index(home, base, kind, clip_model, clip_pretrained)
     return {"run_id": run.run_id, **summary}

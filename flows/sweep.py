@@ -12,7 +12,7 @@ from flows.runners import nested, run_name
 from flows.train import train_contrastive_flow, train_masked_flow
 from mmpipe.home import resolve_home, stored_path
 from mmpipe.models.names import TINY_CLIP
-from mmpipe.sweep import choose, settings_of, with_models
+from mmpipe.sweep import SweepRequest, choose, settings_of, with_models
 from tasks.dataset import derive_dataset
 from tasks.report_page import write_report_page
 from tasks.runs import tracked_run
@@ -29,25 +29,21 @@ def sweep_flow(source: str, name: str, eval_dataset: str, home: str | None = Non
                metric: str = "mean_R@5", curate: dict | None = None, device: str | None = None) -> dict:
     """clip_models: [[model, pretrained], ...] (one scored pool each); each rule value is one setting."""
     home = str(resolve_home(home))
-    params = {k: v for k, v in locals().items() if k != "home"}
-    if not min_clip_scores and not keep_fractions:
-        raise ValueError("give the settings to sweep: min_clip_scores and/or keep_fractions")
-    with tracked_run(home, "sweep", params) as run:
+    request = SweepRequest(source, name, eval_dataset, min_clip_scores, keep_fractions, clip_models, objective,
+                           samples_seen, model_name, batch_size, lr, seed, metric, curate, device)
+    with tracked_run(home, "sweep", request.params()) as run:
         eval_split = resolve_dataset_task(home, eval_dataset)
         eval_name = f"{eval_split['name']}@{eval_split['version']}"
         held_out = eval_ids_task(eval_split["manifest"])  # no training subset may contain an evaluation sample
         rows, pending = [], {}  # pending: a training per dataset version (two settings may select the same)
         train = train_contrastive_flow if objective == "contrastive" else train_masked_flow
-        recipe = {"home": home, "samples": samples_seen, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "device": device, "eval_dataset": eval_name,
-                  **({"model_name": model_name} if objective == "contrastive" else {})}
-        for model, pretrained in clip_models or [[TINY_CLIP, None]]:
+        recipe = request.train_recipe(home, eval_name)
+        for model, pretrained in request.filter_models():
             pool = _scored_pool(home, source, name, model, pretrained, device, curate)
             candidates = [c for c in candidates_task(home, pool, model, stored_path(home, pretrained))
                           if c[0] not in held_out]
             for setting in settings_of(model, stored_path(home, pretrained), min_clip_scores, keep_fractions):
-                spec = {"clip_model": model, "clip_pretrained": setting.pretrained, setting.rule: setting.value,
-                        "parent": f"{name}-pool@{pool['version']}", "excluded": eval_name}
+                spec = setting.filter_spec(f"{name}-pool@{pool['version']}", eval_name)
                 ds = derive_dataset(home, run.run_id, pool, setting.select(candidates), name, spec)
                 rows.append(setting.row(ds))
                 # The training flow reuses a model only when its whole recipe matches (a rerun or resumed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +16,33 @@ from mmpipe.stages.decode import decode_image
 
 RESIZE_MODES = ("center_crop", "keep_ratio", "border", "no")
 IMAGE_FORMATS = {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
+# The settings an exported dataset version records under "export" in its filter_spec.
+EXPORT_SPEC_KEYS = ("ids_file", "query", "resize", "resize_mode", "image_format", "quality", "shard_size")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """export_flow's parameters (all but the home), with its defaults: what defines an export run."""
+
+    dataset: str
+    name: str | None = None
+    ids_file: str | None = None
+    query: str | None = None
+    resize: int | None = None
+    resize_mode: str = "center_crop"
+    image_format: str = "jpg"
+    quality: int = 95
+    shard_size: int = 1000
+
+    def params(self) -> dict:
+        """The run's parameters as the runs table stores them (and a resume matches)."""
+        return asdict(self)
+
+    def filter_spec(self, parent: dict) -> dict:
+        """The exported version's filter_spec: its parent's, plus this export under "export"."""
+        return {**json.loads(parent.get("filter_spec") or "{}"),
+                "export": {**{k: getattr(self, k) for k in EXPORT_SPEC_KEYS},
+                           "parent": f"{parent['name']}@{parent['version']}"}}
 
 
 def resize_image(img, size: int, mode: str = "center_crop"):

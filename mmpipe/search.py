@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,20 @@ from mmpipe.semdedup import normalize
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
 EXACT_UP_TO = 50_000  # below this, exact search is fast enough and loses nothing
 HNSW_UP_TO = 2_000_000  # above this, HNSW's memory (full vectors + graph) gives way to IVF-PQ
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    """index_flow's parameters (all but the home), with its defaults: what defines an index run."""
+
+    dataset: str
+    kind: str = "auto"
+    clip_model: str | None = None
+    clip_pretrained: str | None = None
+
+    def params(self) -> dict:
+        """The run's parameters as the runs table stores them (and a resume matches)."""
+        return asdict(self)
 
 
 def choose_kind(n: int, kind: str = "auto") -> str:

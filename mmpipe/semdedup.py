@@ -7,6 +7,7 @@ exceeds the threshold is dropped as `semantic_duplicate`, naming that kept twin.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -30,6 +31,34 @@ class SemDedupConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SemDedupRequest:
+    """semantic_dedup_flow's parameters (all but the home), with its defaults: what defines a semantic-dedup run."""
+
+    dataset: str
+    threshold: float = SemDedupConfig.threshold
+    clusters: int | None = None
+    name: str | None = None
+    clip_model: str | None = None
+    clip_pretrained: str | None = None
+    seed: int = SemDedupConfig.seed
+    shard_size: int = 1000
+
+    def params(self) -> dict:
+        """The run's parameters as the runs table stores them (and a resume matches)."""
+        return asdict(self)
+
+    def config(self) -> SemDedupConfig:
+        return SemDedupConfig(threshold=self.threshold, clusters=self.clusters, seed=self.seed)
+
+    def filter_spec(self, parent: dict, clip_key: dict) -> dict:
+        """The deduplicated version's filter_spec: its parent's, plus this dedup under "semantic_dedup"."""
+        return {**json.loads(parent.get("filter_spec") or "{}"),
+                "semantic_dedup": {"threshold": self.threshold, "clusters": self.clusters, "seed": self.seed,
+                                   "clip_model": clip_key["model"], "clip_pretrained": clip_key["pretrained"],
+                                   "parent": f"{parent['name']}@{parent['version']}"}}
 
 
 def normalize(emb: np.ndarray) -> np.ndarray:

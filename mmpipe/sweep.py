@@ -7,8 +7,10 @@ A setting only selects from scores already stored, so a sweep never rescores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from mmpipe.models.names import TINY_CLIP
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,55 @@ class Setting:
         threshold = sorted((v for _, v in scored), reverse=True)[k - 1] if scored else math.inf
         return [s for s, v in scored if v >= threshold]
 
+    def filter_spec(self, parent: str, excluded: str) -> dict:
+        """The filter_spec of the version this setting derives from the pool `parent`, without `excluded`."""
+        return {"clip_model": self.model, "clip_pretrained": self.pretrained, self.rule: self.value, "parent": parent,
+                "excluded": excluded}
+
     def row(self, dataset: dict) -> dict:
         """This setting's row of the sweep's table, for the dataset version it derived."""
         return {"setting": self.label, "model": self.model, "rule": self.rule, "value": self.value,
                 "version": dataset["version"], "dataset_id": dataset["dataset_id"], "n_samples": dataset["n_samples"]}
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """sweep_flow's parameters (all but the home), with its defaults: what defines a sweep run.
+    clip_models: [[model, pretrained], ...] (one scored pool each); each rule value is one setting."""
+
+    source: str
+    name: str
+    eval_dataset: str
+    min_clip_scores: list[float] | None = None
+    keep_fractions: list[float] | None = None
+    clip_models: list[list[str | None]] | None = None
+    objective: str = "contrastive"
+    samples_seen: int = 9600
+    model_name: str = TINY_CLIP
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    metric: str = "mean_R@5"
+    curate: dict | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.min_clip_scores and not self.keep_fractions:
+            raise ValueError("give the settings to sweep: min_clip_scores and/or keep_fractions")
+
+    def params(self) -> dict:
+        """The run's parameters as the runs table stores them (and a resume matches)."""
+        return asdict(self)
+
+    def filter_models(self) -> list[list[str | None]]:
+        """The [model, pretrained] pairs to score pools with (the tiny CLIP, untrained, when none given)."""
+        return self.clip_models or [[TINY_CLIP, None]]
+
+    def train_recipe(self, home: str, eval_dataset: str) -> dict:
+        """Every setting's training flow arguments but the dataset: the same recipe and evaluation set."""
+        return {"home": home, "samples": self.samples_seen, "batch_size": self.batch_size, "lr": self.lr,
+                "seed": self.seed, "device": self.device, "eval_dataset": eval_dataset,
+                **({"model_name": self.model_name} if self.objective == "contrastive" else {})}
 
 
 def settings_of(model: str, pretrained: str, min_clip_scores: list[float] | None,

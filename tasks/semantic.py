@@ -13,7 +13,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mmpipe.models.clip import from_f16_bytes
-from mmpipe.search import build_index, index_kind, save_index, write_embeddings, write_index_info
+from mmpipe.search import (build_index, index_folder, index_kind, save_index, write_embeddings,
+                           write_index_info)
 from mmpipe.semdedup import REASON, STAGE, STAGE_VERSION, SemDedupConfig, semantic_duplicates
 from warehouse import Warehouse
 from warehouse.dataset_queries import resolve_dataset
@@ -88,11 +89,6 @@ def semantic_dedup_version(home: str, run_id: str, dataset: dict, config: SemDed
             "counts": semantic_dedup_summary(wh, run_id)}
 
 
-def index_dir(home: str, dataset: dict) -> Path:
-    """<home>/indexes/NAME/VERSION."""
-    return Path(home) / "indexes" / dataset["name"] / dataset["version"]
-
-
 @task(cache_policy=NO_CACHE)
 def build_version_index(home: str, dataset: dict, kind: str = "auto", model: str | None = None,
                         pretrained: str | None = None) -> dict:
@@ -104,7 +100,7 @@ def build_version_index(home: str, dataset: dict, kind: str = "auto", model: str
     got, img, txt, scores = load_embeddings(wh, key, ids)
     if not got:
         raise LookupError(f"{dataset['name']}@{dataset['version']} has no samples with embeddings to index")
-    out = index_dir(home, dataset)
+    out = index_folder(home, dataset["name"], dataset["version"])  # where `mmpipe search` looks
     manifest = {r["sample_id"]: r for r in pq.read_table(wh.resolve(dataset["manifest_uri"])).to_pylist()}
     info = sample_info(wh, got)
     # Paths inside the home are stored relative to it, so a copied home's index points into the copy.
