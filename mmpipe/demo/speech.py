@@ -3,13 +3,25 @@ plus bad inputs: silence, noise, zero bytes, a truncated FLAC, a header-only FLA
 stereo 44.1 kHz and 8 kHz telephone-rate copies.
 
 Regenerate (development only; needs espeak-ng, sox, ffmpeg): see bench/RESULTS.md, "speech clips".
+
+The larger speech set (issue 25): `assets/speech_set.tar.gz` (about 1.1 MB) holds 300 short espeak-ng
+clips (1-4 s, 16 kHz mono Ogg Opus) of 8 English voices with male and female variants at varied speeds
+and pitches, reading sentences from a small grammar (80 words, a few hundred distinct sentences), each
+with its reference in a sidecar .txt; 10% are bad, 5 of each of SPEECH_SET_BAD_KINDS. `speech_set(folder)`
+unpacks it into a folder the transcribe flow reads and returns its truth. Made by
+`python -m mmpipe.demo.make_speech_set OUT` (development only; needs espeak-ng): see bench/RESULTS.md,
+"Speech set (issue 25)".
 """
 
 from __future__ import annotations
 
+import json
+import tarfile
 from pathlib import Path
 
 SPEECH_DIR = Path(__file__).parent / "assets" / "speech"
+SPEECH_SET = Path(__file__).parent / "assets" / "speech_set.tar.gz"
+SPEECH_SET_BAD_KINDS = ("silence", "noise", "mismatched", "foreign_gibberish", "clipped", "quiet")
 
 # source key -> the outcome the transcribe flow must record (drop reason or "kept").
 EXPECTED = {
@@ -19,3 +31,24 @@ EXPECTED = {
     "silence.wav": "no_speech", "noise.wav": "no_speech", "empty.wav": "empty_file",
     "truncated.flac": "truncated", "header_only.flac": "decode_error", "not_audio.wav": "decode_error",
 }
+
+
+def speech_set_truth() -> dict[str, dict]:
+    """The shipped set's truth, read from the archive: clip file name (the source key the folder source
+    gives it) -> {kind ("good" or a bad kind), voice, speed, pitch, text (its reference; "" for none),
+    spoken (what the audio says), duration_s}."""
+    with tarfile.open(SPEECH_SET) as tf:
+        return json.load(tf.extractfile("truth.json"))
+
+
+def speech_set(folder: str | Path) -> dict[str, dict]:
+    """Unpack the shipped speech set into `folder` (created; the clips `spNNN.ogg` and their reference
+    sidecars `spNNN.txt`, nothing else, so the folder is a transcribe-flow source as it is) and return its
+    truth (see `speech_set_truth`). Nothing is re-encoded: the archive's bytes are written as they are."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(SPEECH_SET) as tf:
+        truth = json.load(tf.extractfile("truth.json"))
+        members = [m for m in tf.getmembers() if m.isfile() and m.name != "truth.json"]
+        tf.extractall(folder, members=members, filter="data")
+    return truth
