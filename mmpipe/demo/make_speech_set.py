@@ -5,7 +5,7 @@
 300 short clips (1-4 s, 16 kHz mono, Ogg Opus at 16 kbit/s) from a fixed seed: espeak-ng's English voices
 (American, British, Scottish, RP, Caribbean, Lancaster, West Midlands, New York) with its male and female
 variants (+m1..+m7, +f1..+f4) at varied speeds and pitches, reading sentences from a small grammar (about
-70 words, a few hundred distinct sentences), so a tiny ASR model has something it can learn. 10% of the
+81 words, a few hundred distinct sentences), so a tiny ASR model has something it can learn. 10% of the
 clips are bad, 5 of each kind:
 
     silence            near-silence (a -70 dBFS noise floor); no reference text
@@ -18,8 +18,8 @@ clips are bad, 5 of each kind:
 Each clip `spNNN.ogg` has its reference in `spNNN.txt` (the sidecar the folder source reads), and
 `truth.json` maps each clip's file name to {kind, voice, speed, pitch, text, spoken, duration_s}. The
 archive is what mmpipe ships as mmpipe/demo/assets/speech_set.tar.gz; mmpipe.demo.speech.speech_set()
-unpacks it. Regenerating gives the same sentences, voices and kinds (the audio bytes depend on the
-espeak-ng and libopus versions).
+unpacks it. Regenerating with the same espeak-ng (1.51) and PyAV (18.1.0) gives a byte-identical archive;
+other versions give the same sentences, voices and kinds in slightly different audio.
 """
 
 from __future__ import annotations
@@ -56,14 +56,17 @@ _VERB = ("sees", "finds", "likes", "wants", "opens", "moves", "takes", "paints")
 _INTRANS = ("runs", "sleeps", "sings", "waits", "stops", "jumps")
 _PLACE = ("in the park", "by the river", "near the school", "on the hill", "at home", "in the garden")
 _TIME = ("today", "every morning", "at night", "after lunch", "on sunday")
-_NUM = ("two", "three", "four", "five", "six", "seven")
+_MANY = ("some", "many", "these", "those", "all the", "no")  # not numbers: Whisper writes digits
+_PLURAL = {"man": "men", "woman": "women"}
 _SYLLABLES = ("ka", "lo", "mi", "ze", "pru", "tas", "gre", "vo", "sni", "bal", "dor", "fe", "ru", "kwi", "nto")
 
 
 def _noun_phrase(rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        return f"{rng.choice(_DET)} {rng.choice(_ADJ)} {rng.choice(_NOUN)}"
-    return f"{rng.choice(_DET)} {rng.choice(_NOUN)}"
+    words = [rng.choice(_DET), rng.choice(_ADJ), rng.choice(_NOUN)] if rng.random() < 0.5 else [
+        rng.choice(_DET), rng.choice(_NOUN)]
+    if words[0] == "a" and words[1][0] in "aeiou":
+        words[0] = "an"
+    return " ".join(words)
 
 
 def sentence(rng: random.Random) -> str:
@@ -74,7 +77,8 @@ def sentence(rng: random.Random) -> str:
     elif form == 1:
         s = f"{_noun_phrase(rng)} {rng.choice(_INTRANS)} {rng.choice(_PLACE)}"
     elif form == 2:
-        s = f"{rng.choice(_NUM)} {rng.choice(_ADJ)} {rng.choice(_NOUN)}s are {rng.choice(_PLACE)}"
+        noun = rng.choice(_NOUN)
+        s = f"{rng.choice(_MANY)} {rng.choice(_ADJ)} {_PLURAL.get(noun, noun + 's')} are {rng.choice(_PLACE)}"
     elif form == 3:
         s = f"where is {_noun_phrase(rng)}"
     else:
@@ -103,7 +107,7 @@ def encode_opus(samples: np.ndarray) -> bytes:
 
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
     buf = io.BytesIO()
-    with av.open(buf, "w", format="ogg") as out:
+    with av.open(buf, "w", format="ogg", options={"fflags": "+bitexact"}) as out:  # no random stream serial
         stream = out.add_stream("libopus", rate=RATE, layout="mono")
         stream.bit_rate = BITRATE
         frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
@@ -120,7 +124,7 @@ def _speech(rng: random.Random, text_of=sentence) -> tuple[np.ndarray, dict]:
     while True:
         text = text_of(rng)
         voice = f"{rng.choice(VOICES)}+{rng.choice(VARIANTS)}"
-        speed, pitch = rng.randint(130, 210), rng.randint(25, 75)
+        speed, pitch = rng.randint(130, 200), rng.randint(25, 75)
         audio = synth(text, voice, speed, pitch)
         if MIN_S <= len(audio) / RATE <= MAX_S:
             return audio, {"voice": voice, "speed": speed, "pitch": pitch, "text": text, "spoken": text}
@@ -152,7 +156,7 @@ def make_clips(seed: int = SEED) -> tuple[dict[str, bytes], dict[str, dict]]:
             while True:
                 text = gibberish(rng)
                 voice = f"{rng.choice(FOREIGN)}+{rng.choice(VARIANTS)}"
-                speed, pitch = rng.randint(130, 210), rng.randint(25, 75)
+                speed, pitch = rng.randint(130, 200), rng.randint(25, 75)
                 audio = synth(text, voice, speed, pitch)
                 if MIN_S <= len(audio) / RATE <= MAX_S:
                     break

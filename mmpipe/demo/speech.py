@@ -6,7 +6,7 @@ Regenerate (development only; needs espeak-ng, sox, ffmpeg): see bench/RESULTS.m
 
 The larger speech set (issue 25): `assets/speech_set.tar.gz` (about 1.1 MB) holds 300 short espeak-ng
 clips (1-4 s, 16 kHz mono Ogg Opus) of 8 English voices with male and female variants at varied speeds
-and pitches, reading sentences from a small grammar (80 words, a few hundred distinct sentences), each
+and pitches, reading sentences from a small grammar (81 words, a few hundred distinct sentences), each
 with its reference in a sidecar .txt; 10% are bad, 5 of each of SPEECH_SET_BAD_KINDS. `speech_set(folder)`
 unpacks it into a folder the transcribe flow reads and returns its truth. Made by
 `python -m mmpipe.demo.make_speech_set OUT` (development only; needs espeak-ng): see bench/RESULTS.md,
