@@ -13,7 +13,8 @@ from mmpipe.cli.output import emit, print_models, print_outcomes
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                        help="Train on a curated dataset version: contrastive, masked or diffusion.")
+                        help="Train on a curated dataset version: contrastive, masked or diffusion (image-text), "
+                             "asr (audio).")
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@TAG (newest version when "
                                                            "no version is given).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps (ignored with --samples).")]
@@ -87,6 +88,22 @@ def diffusion(dataset: DatasetOpt,
     _done(train_diffusion_flow(dataset, home=str(home_of(home)), clip_model=clip_model, clip_pretrained=clip_pretrained,
                                steps=steps, samples=samples, batch_size=batch_size, lr=lr, device=device,
                                num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
+
+
+@train_app.command("asr")
+@guarded
+def asr(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 32, lr: float = 3e-3,
+        targets: Annotated[str, typer.Option(help="transcript: learn the transcribe flow's pseudo-labels; reference: "
+                                                  "learn each clip's reference text where it has one.")] = "transcript",
+        device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
+        reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """Train a Whisper-architecture speech recognizer on a curated audio version (WER/CER on its references)."""
+    start_flows(home)
+    from flows.train import train_asr_flow
+
+    _done(train_asr_flow(dataset, home=str(home_of(home)), model={"targets": targets}, steps=steps, samples=samples,
+                         batch_size=batch_size, lr=lr, device=device, num_workers=workers, evaluate=evaluate,
+                         eval_dataset=eval_dataset, reuse=reuse), home)
 
 
 @guarded
