@@ -112,3 +112,16 @@ def train_asr_flow(dataset: str, home: str | None = None, model: dict | None = N
     train_contrastive_flow)."""
     return _train(TrainRequest("asr", dataset, {"model": model}, steps, samples, batch_size, lr, warmup_steps,
                                device, num_workers, seed, evaluate, eval_dataset, reuse), home)
+
+
+@flow(name="train-speech-masked", flow_run_name=run_name("train-speech-masked", "dataset"))
+def train_speech_masked_flow(dataset: str, home: str | None = None, model: dict | None = None, steps: int = 300,
+                             samples: int | None = None, batch_size: int = 16, lr: float = 2e-3,
+                             warmup_steps: int | None = None, device: str | None = None, num_workers: int = 0,
+                             seed: int = 0, evaluate: bool = True, eval_dataset: str | None = None,
+                             reuse: bool = True) -> dict:
+    """wav2vec 2.0 masked pretraining on an audio version's clips; `model` overrides SpeechMaskedConfig
+    fields. Evaluated by the held-out pretraining loss and a linear probe where clips carry labels (reuse:
+    as train_contrastive_flow)."""
+    return _train(TrainRequest("speech-masked", dataset, {"model": model}, steps, samples, batch_size, lr,
+                               warmup_steps, device, num_workers, seed, evaluate, eval_dataset, reuse), home)

@@ -13,8 +13,8 @@ from mmpipe.cli.output import emit, print_models, print_outcomes
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                        help="Train on a curated dataset version: contrastive, masked or diffusion (image-text), "
-                             "asr (audio).")
+                        help="Train on a curated dataset version: contrastive, masked or diffusion (image-text); "
+                             "asr or speech-masked (audio).")
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@TAG (newest version when "
                                                            "no version is given).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps (ignored with --samples).")]
@@ -104,6 +104,20 @@ def asr(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_
     _done(train_asr_flow(dataset, home=str(home_of(home)), model={"targets": targets}, steps=steps, samples=samples,
                          batch_size=batch_size, lr=lr, device=device, num_workers=workers, evaluate=evaluate,
                          eval_dataset=eval_dataset, reuse=reuse), home)
+
+
+@train_app.command("speech-masked")
+@guarded
+def speech_masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 16,
+                  lr: float = 2e-3, device: Device = None, workers: Workers = 0, evaluate: Evaluate = True,
+                  eval_dataset: EvalSet = None, reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """wav2vec 2.0 masked pretraining on a curated audio version (held-out loss, linear probe on labels)."""
+    start_flows(home)
+    from flows.train import train_speech_masked_flow
+
+    _done(train_speech_masked_flow(dataset, home=str(home_of(home)), steps=steps, samples=samples,
+                                   batch_size=batch_size, lr=lr, device=device, num_workers=workers,
+                                   evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
 
 
 @guarded

@@ -5,13 +5,23 @@ sharding across workers and exact resume."""
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
 
 from mmpipe.audio_io import AUDIO_EXTENSIONS, AUDIO_SAMPLE_RATE, decode_audio_bytes
 from mmpipe.train.data import ShardStream, _shard_samples, sample_key, sample_meta, split_of
-from mmpipe.train.objectives.asr import AsrFeatures
 
 log = logging.getLogger(__name__)
+
+
+class AudioFeatures(Protocol):
+    """What a speech objective makes of a clip: its config's window, and the tensors of one sample."""
+
+    config: object  # has max_seconds
+
+    def sample(self, audio: np.ndarray, transcript: str, reference: str) -> dict:
+        """The model's inputs (and targets) for one 16 kHz clip and its texts."""
 
 
 def audio_and_texts(raw: dict) -> tuple[bytes, str, str] | None:
@@ -43,12 +53,12 @@ def iter_clips(shards: str | Sequence[str], split: str | None = None, val_fracti
 
 
 class AudioStream(ShardStream):
-    """ShardStream for speech: each sample is {input_features, labels, text, reference, sample_id, label}
-    plus the stream position. The target is the transcript (the pseudo-label), or the reference text
-    where `features.config.targets == "reference"` and the sample has one. Clips longer than the model's
-    window are skipped (their target would describe audio the model never hears)."""
+    """ShardStream for speech: each sample is what `features.sample` makes of a clip and its texts (for
+    asr: input_features, labels, text) plus reference, sample_id, label (the json's `label`, '' when
+    absent) and the stream position. Clips longer than the model's window are skipped (their text would
+    describe audio the model never hears)."""
 
-    def __init__(self, shards: str | Sequence[str], features: AsrFeatures, split: str | None = "train",
+    def __init__(self, shards: str | Sequence[str], features: AudioFeatures, split: str | None = "train",
                  val_fraction: float = 0.1, seed: int = 0, shuffle_buffer: int = 1000, repeat: bool = True):
         super().__init__(shards, features, None, split=split, val_fraction=val_fraction, seed=seed,
                          shuffle_buffer=shuffle_buffer, repeat=repeat)
@@ -69,7 +79,5 @@ class AudioStream(ShardStream):
             log.info("skipping %s: %.1f s is longer than the model's %d s window", raw["__key__"],
                      len(audio) / AUDIO_SAMPLE_RATE, config.max_seconds)
             return None
-        transcript, reference = found[1], found[2]
-        target = reference if config.targets == "reference" and reference else transcript
-        return {"input_features": self.features.audio(audio), "labels": self.features.labels(target),
-                "text": target, "reference": reference, "sample_id": sample_key(raw), "label": ""}
+        return {**self.features.sample(audio, found[1], found[2]), "reference": found[2],
+                "sample_id": sample_key(raw), "label": str(sample_meta(raw).get("label") or "")}

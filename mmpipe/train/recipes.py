@@ -91,6 +91,24 @@ def train_asr(shards: Shards, out_dir: str | Path, model: dict | None = None, sp
     return {**result, "objective": "asr", "config": {"model": asdict(model_config), **asdict(config)}}
 
 
+def train_speech_masked(shards: Shards, out_dir: str | Path, model: dict | None = None, split: str | None = "train",
+                        val_fraction: float = 0.1, shuffle_buffer: int = 1000, on_step: OnStep = None,
+                        **options) -> dict:
+    """wav2vec 2.0 pretraining on an audio version's clips; `model` overrides SpeechMaskedConfig fields. The
+    checkpoint loads with Wav2Vec2ForPreTraining.from_pretrained."""
+    from mmpipe.train.audio_data import AudioStream
+    from mmpipe.train.objectives.speech_masked import SpeechMasked, SpeechMaskedConfig
+
+    config = TrainConfig(out_dir=str(out_dir), **options)
+    model_config = SpeechMaskedConfig(**(model or {}))
+    seed_everything(config.seed)
+    objective = SpeechMasked(model_config)
+    data = AudioStream(shards, objective.features, split=split, val_fraction=val_fraction, seed=config.seed,
+                       shuffle_buffer=shuffle_buffer)
+    result = train(objective, data, config, on_step)
+    return {**result, "objective": "speech-masked", "config": {"model": asdict(model_config), **asdict(config)}}
+
+
 # Bump when a change to the training code changes what the same recipe trains (the loop, an objective,
 # the data stream): models trained before then are no longer reused for it.
 RECIPE_VERSION = 1

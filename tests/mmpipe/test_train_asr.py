@@ -4,18 +4,15 @@ its targets are the transcripts or the references as asked, and a crashed run re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from mmpipe.demo.speech import EXPECTED, SPEECH_DIR
 from mmpipe.train.audio_data import AudioStream
 from mmpipe.train.loop import latest_checkpoint
 from mmpipe.train.objectives.asr import AsrConfig, AsrFeatures, load_asr, normalized_target
 from mmpipe.train.recipes import train_asr
-from mmpipe.sources.tars import write_tar_atomic
 
 SMALL = {"max_seconds": 6, "d_model": 64, "ffn_dim": 128}
 
@@ -24,26 +21,9 @@ class Crash(Exception):
     pass
 
 
-def _samples(transcript_of) -> list[dict]:
-    out = []
-    for name, outcome in sorted(EXPECTED.items()):
-        if outcome != "kept":
-            continue
-        path = SPEECH_DIR / name
-        reference = path.with_suffix(".txt").read_text().strip()
-        out.append({"__key__": path.stem, path.suffix[1:]: path.read_bytes(),
-                    "txt": transcript_of(reference).encode(),
-                    "json": json.dumps({"sample_id": path.stem, "reference": reference}).encode()})
-    return out
-
-
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    """The shipped speech clips as one shard; each transcript is its reference with the last word dropped (a
-    pseudo-label that differs from the reference)."""
-    folder = tmp_path_factory.mktemp("speech-shards")
-    write_tar_atomic(folder / "shard-000000.tar", _samples(lambda ref: ref.rsplit(" ", 1)[0]))
-    return str(folder / "shard-000000.tar")
+def shards(speech_shard) -> str:
+    return speech_shard
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +65,8 @@ def test_the_loss_falls_and_the_checkpoint_reloads_with_transformers(trained, sh
 
 
 def test_targets_are_the_transcripts_or_the_references_as_asked(shards):
-    for targets, pick in (("transcript", lambda s: s.rsplit(" ", 1)[0]), ("reference", lambda s: s)):
+    # the shard's transcripts are the references less their last word (tests/mmpipe/conftest.py)
+    for targets, pick in (("transcript", lambda ref: ref.rsplit(" ", 1)[0]), ("reference", lambda ref: ref)):
         features = AsrFeatures(AsrConfig(**SMALL, targets=targets))
         seen = list(AudioStream(shards, features, split=None, shuffle_buffer=0, repeat=False))
         assert len(seen) == 10

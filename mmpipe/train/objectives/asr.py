@@ -99,6 +99,11 @@ class AsrFeatures:
         out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
 
+    def sample(self, audio: np.ndarray, transcript: str, reference: str) -> dict:
+        """A training sample: input features and the labels of the target the config asks for."""
+        target = reference if self.config.targets == "reference" and reference else transcript
+        return {"input_features": self.audio(audio), "labels": self.labels(target), "text": target}
+
     def decode(self, ids: torch.Tensor) -> list[str]:
         """Generated ids -> texts (special tokens dropped)."""
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
