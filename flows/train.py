@@ -125,3 +125,16 @@ def train_speech_masked_flow(dataset: str, home: str | None = None, model: dict 
     as train_contrastive_flow)."""
     return _train(TrainRequest("speech-masked", dataset, {"model": model}, steps, samples, batch_size, lr,
                                warmup_steps, device, num_workers, seed, evaluate, eval_dataset, reuse), home)
+
+
+@flow(name="train-audio-contrastive", flow_run_name=run_name("train-audio-contrastive", "dataset"))
+def train_audio_contrastive_flow(dataset: str, home: str | None = None, model: dict | None = None,
+                                 steps: int = 300, samples: int | None = None, batch_size: int = 32,
+                                 lr: float = 2e-3, warmup_steps: int | None = None, device: str | None = None,
+                                 num_workers: int = 0, seed: int = 0, evaluate: bool = True,
+                                 eval_dataset: str | None = None, reuse: bool = True) -> dict:
+    """CLAP-style audio-text contrastive training on an audio version's clips and transcripts; `model`
+    overrides AudioContrastiveConfig fields (e.g. text_pretrained: an open_clip checkpoint for the text
+    tower). Evaluated by audio-to-text and text-to-audio R@k (reuse: as train_contrastive_flow)."""
+    return _train(TrainRequest("audio-contrastive", dataset, {"model": model}, steps, samples, batch_size, lr,
+                               warmup_steps, device, num_workers, seed, evaluate, eval_dataset, reuse), home)

@@ -180,7 +180,8 @@ def train_task(home: str, run_id: str, model_id: str, objective: str, shards: st
     extra = {k: v for k, v in options.items() if k not in known}
     fn = {"contrastive": recipes.train_contrastive, "masked": recipes.train_masked,
           "diffusion": recipes.train_diffusion, "asr": recipes.train_asr,
-          "speech-masked": recipes.train_speech_masked}[objective]
+          "speech-masked": recipes.train_speech_masked,
+          "audio-contrastive": recipes.train_audio_contrastive}[objective]
     result = fn(shards, out_dir, on_step=recorder, **extra, **train_opts)
     recorder.flush()
     history = result.pop("history")
@@ -217,6 +218,9 @@ def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | Non
         metrics = asr.evaluate_recognizer(str(model_dir), shards, split=split, device=config.get("device"))
     elif objective == "speech-masked":
         metrics = speech.evaluate_speech_masked(str(model_dir), shards, split=split, device=config.get("device"))
+    elif objective == "audio-contrastive":
+        metrics = speech.evaluate_audio_contrastive(str(model_dir), shards, split=split,
+                                                    device=config.get("device"))
     else:
         grid = str(model_dir / "samples.png")
         metrics = generation.evaluate_generation(checkpoint, shards, config["clip_model"],

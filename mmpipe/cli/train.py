@@ -14,7 +14,7 @@ from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                         help="Train on a curated dataset version: contrastive, masked or diffusion (image-text); "
-                             "asr or speech-masked (audio).")
+                             "asr, speech-masked or audio-contrastive (audio).")
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@TAG (newest version when "
                                                            "no version is given).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps (ignored with --samples).")]
@@ -118,6 +118,26 @@ def speech_masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = No
     _done(train_speech_masked_flow(dataset, home=str(home_of(home)), steps=steps, samples=samples,
                                    batch_size=batch_size, lr=lr, device=device, num_workers=workers,
                                    evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
+
+
+@train_app.command("audio-contrastive")
+@guarded
+def audio_contrastive(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 32,
+                      lr: float = 2e-3,
+                      targets: Annotated[str, typer.Option(help="Captions: transcript (the pseudo-labels) or "
+                                                                "reference (where a clip has one).")] = "transcript",
+                      text_pretrained: Annotated[Optional[str], typer.Option(help="Start the text tower from this "
+                                                                                  "open_clip checkpoint.")] = None,
+                      device: Device = None, workers: Workers = 0, evaluate: Evaluate = True,
+                      eval_dataset: EvalSet = None, reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """CLAP-style audio-text contrastive training on a curated audio version (audio<->text R@k)."""
+    start_flows(home)
+    from flows.train import train_audio_contrastive_flow
+
+    model = {"targets": targets, "text_pretrained": text_pretrained}
+    _done(train_audio_contrastive_flow(dataset, home=str(home_of(home)), model=model, steps=steps, samples=samples,
+                                       batch_size=batch_size, lr=lr, device=device, num_workers=workers,
+                                       evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
 
 
 @guarded

@@ -1,5 +1,6 @@
-"""Evaluation of the speech-masked objective: its pretraining losses on held-out clips beside chance, and a
-linear probe on its frozen features where clips carry a label (a speaker, a language, a voice)."""
+"""Evaluation of the speech objectives: speech-masked by its pretraining losses on held-out clips beside
+chance and a linear probe on its frozen features where clips carry a label (a speaker, a language, a
+voice); audio-contrastive by audio-to-text and text-to-audio recall@k beside chance."""
 
 from __future__ import annotations
 
@@ -78,3 +79,27 @@ def evaluate_speech_masked(checkpoint: str, shards: str | Sequence[str], split: 
         if len(set(train_y)) > 1:
             out.update(linear_probe(train_x, train_y, test_x, test_y))
     return out
+
+
+@torch.no_grad()
+def evaluate_audio_contrastive(checkpoint: str, shards: str | Sequence[str], split: str | None = "val",
+                               val_fraction: float = 0.1, batch_size: int = 32, device: str | None = None
+                               ) -> dict[str, float]:
+    """Recall@k both ways between a split's clips and their captions (the texts the model trained on),
+    with chance levels; clips that share a caption are not each other's competitors."""
+    from mmpipe.evaluate.retrieval import retrieval_metrics
+    from mmpipe.models.clip import pick_device
+    from mmpipe.train.objectives.audio_contrastive import load_audio_contrastive
+
+    device = pick_device(device)
+    model = load_audio_contrastive(checkpoint, device)
+    audio, text, captions = [], [], []
+    for batch in _loader(shards, model.features, split, val_fraction, batch_size):
+        audio.append(model.encode_audio(batch["input_features"].to(device), batch["n_frames"].to(device)).cpu())
+        text.append(model.encode_text(batch["tokens"].to(device)).cpu())
+        captions += list(batch["text"])
+    if not captions:
+        raise ValueError(f"no {split or ''} clips to evaluate in {shards}")
+    metrics = retrieval_metrics(torch.cat(audio), torch.cat(text), captions)
+    return {k.replace("image_to_text", "audio_to_text").replace("text_to_image", "text_to_audio"): v
+            for k, v in metrics.items()}
