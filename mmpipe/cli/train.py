@@ -152,26 +152,34 @@ def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a uniq
 
 
 @guarded
-def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` takes.")],
+def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` (or, for speech objectives, "
+                                                        "`mmpipe transcribe`) takes.")],
              name: Annotated[str, typer.Option("--name", help="Dataset name; a new version is curated.")],
              clip_model: Annotated[str, typer.Option(help="CLIP for the filter (or none).")] = CLIP_MODEL,
              clip_pretrained: Annotated[Optional[str], typer.Option(help="Its tag or checkpoint.")] = CLIP_PRETRAINED,
              min_clip_score: Optional[float] = None, keep_fraction: Optional[float] = None, min_side: int = 200,
-             objectives: Annotated[str, typer.Option(help="Comma-separated: contrastive,masked,diffusion")] =
+             whisper_model: Annotated[Optional[str], typer.Option(help="Whisper model for audio sources (default: "
+                                                                       "as `mmpipe transcribe`).")] = None,
+             objectives: Annotated[str, typer.Option(help="Comma-separated: contrastive,masked,diffusion (image-text) "
+                                                          "or asr,speech-masked,audio-contrastive (audio)")] =
              "contrastive,masked,diffusion",
              steps: Steps = 300, batch_size: int = 64, device: Device = None, home: HomeOpt = None) -> None:
-    """The whole loop: curate SOURCE into a new version of NAME, then train and evaluate each objective on it."""
+    """The whole loop: curate (or transcribe) SOURCE into a new version of NAME, then train and evaluate each
+    objective on it."""
     from mmpipe.sources import SourceSpec, validate
+    from mmpipe.train.objectives import pipeline_modality
 
     wanted = tuple(o.strip() for o in objectives.split(",") if o.strip())
-    if not set(wanted) <= {"contrastive", "masked", "diffusion"}:
-        fail(f"unknown objective in {objectives!r}; use contrastive, masked, diffusion")
+    audio = pipeline_modality(wanted) == "audio"
     validate(SourceSpec(source))
     start_flows(home)
     from flows.pipeline import pipeline_flow
 
-    curate = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "min_clip_score": min_clip_score,
-              "keep_fraction": keep_fraction, "min_side": min_side, "device": device}
+    if audio:
+        curate = {"device": device, **({"whisper_model": whisper_model} if whisper_model else {})}
+    else:
+        curate = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "min_clip_score": min_clip_score,
+                  "keep_fraction": keep_fraction, "min_side": min_side, "device": device}
     result = pipeline_flow(source, name, home=str(home_of(home)), curate=curate, objectives=wanted, steps=steps,
                            batch_size=batch_size, device=device)
     print_outcomes(result["curate"])
