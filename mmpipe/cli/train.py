@@ -271,3 +271,51 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
     from warehouse import examples
 
     typer.echo(f"query:  mmpipe sql \"{examples.sweep_metrics(name, metric)}\"")
+
+
+@guarded
+def speech_sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe transcribe` takes (the pool).")],
+                 name: Annotated[str, typer.Option("--name", help="Name of the swept dataset; the winner is tagged "
+                                                                  "NAME@best.")],
+                 eval_dataset: Annotated[str, typer.Option(help="NAME[@VERSION] of a transcribed set with reference "
+                                                               "texts: every student's WER is measured on it, and its "
+                                                               "clips are kept out of every training subset.")],
+                 min_avg_logprob: Annotated[Optional[str], typer.Option(help="Average log-probability thresholds, "
+                                                                             "comma-separated.")] = None,
+                 max_no_speech_prob: Annotated[Optional[str], typer.Option(help="No-speech probability thresholds, "
+                                                                                "comma-separated.")] = None,
+                 max_wer: Annotated[Optional[str], typer.Option(help="WER-against-the-reference thresholds (clips "
+                                                                     "without a reference are kept).")] = None,
+                 unfiltered: Annotated[bool, typer.Option(help="Also train on the unfiltered pool.")] = True,
+                 whisper_model: Annotated[str, typer.Option(help="The Whisper model that transcribes the pool.")] =
+                 "tiny.en",
+                 samples_seen: Annotated[int, typer.Option(help="Training samples seen per setting.")] = 3200,
+                 batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
+                 device: Annotated[Optional[str], typer.Option(help="cuda or cpu.")] = None,
+                 format: Annotated[str, typer.Option("--format", help="table, json or jsonl.")] = "table",
+                 home: HomeOpt = None) -> None:
+    """Train the same asr student on a version per transcription-quality threshold and tag the lowest-WER one
+    NAME@best (one-standard-error rule, preferring the setting that keeps more)."""
+    from mmpipe.sources import SourceSpec, validate
+    from mmpipe.speech_sweep import SpeechSweepRequest
+
+    request = SpeechSweepRequest(source, name, eval_dataset, _floats(min_avg_logprob, "--min-avg-logprob") or None,
+                                 _floats(max_no_speech_prob, "--max-no-speech-prob") or None,
+                                 _floats(max_wer, "--max-wer") or None, unfiltered, whisper_model, samples_seen,
+                                 batch_size, lr, seed, "wer", None, device)  # refuses a sweep with no thresholds
+    validate(SourceSpec(source))
+    start_flows(home)
+    from flows.speech_sweep import speech_sweep_flow
+
+    result = speech_sweep_flow(home=str(home_of(home)), **request.params())
+    rows = [{"setting": r["setting"], "dataset": f"{name}@{r['version']}", "samples": r["n_samples"],
+             "samples_seen": r["samples_seen"], "wer": round(r["metrics"]["wer"], 4),
+             "cer": round(r["metrics"].get("cer", float("nan")), 4), "model_id": r["model_id"],
+             "trained": "reused" if r["reused"] else "now"} for r in result["results"]]
+    import pyarrow as pa
+
+    emit(pa.Table.from_pylist(rows), format, None)
+    if format == "table":
+        typer.echo(f"\nchosen: {result['best']['setting']} -> {name}@{result['best']['version']}, tagged "
+                   f"{name}@best: {result['reason']}")
+        typer.echo(f"plot:   {result['plot']}")
