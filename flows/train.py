@@ -1,4 +1,5 @@
-"""Train contrastive, masked and diffusion models on a curated dataset version, then evaluate them.
+"""Train contrastive, masked and diffusion models on a curated image-text version, and asr models on a
+curated audio version, then evaluate them.
 
 One flow per objective; each resolves NAME[@VERSION], streams the version's shards, records the
 model (with its dataset lineage), per-step metrics and evals, and resumes after a crash: the same
@@ -97,3 +98,43 @@ def train_diffusion_flow(dataset: str, home: str | None = None, clip_model: str 
     tower = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "model": model}
     return _train(TrainRequest("diffusion", dataset, tower, steps, samples, batch_size, lr, warmup_steps, device,
                                num_workers, seed, evaluate, eval_dataset, reuse), home)
+
+
+@flow(name="train-asr", flow_run_name=run_name("train-asr", "dataset"))
+def train_asr_flow(dataset: str, home: str | None = None, model: dict | None = None, steps: int = 300,
+                   samples: int | None = None, batch_size: int = 32, lr: float = 3e-3,
+                   warmup_steps: int | None = None, device: str | None = None, num_workers: int = 0,
+                   seed: int = 0, evaluate: bool = True, eval_dataset: str | None = None,
+                   reuse: bool = True) -> dict:
+    """A Whisper-architecture recognizer trained on an audio version's transcripts (the pseudo-labels), or
+    on the reference texts where `model={"targets": "reference"}`; `model` overrides AsrConfig fields.
+    Evaluated by WER and CER against the references of the validation split (reuse: as
+    train_contrastive_flow)."""
+    return _train(TrainRequest("asr", dataset, {"model": model}, steps, samples, batch_size, lr, warmup_steps,
+                               device, num_workers, seed, evaluate, eval_dataset, reuse), home)
+
+
+@flow(name="train-speech-masked", flow_run_name=run_name("train-speech-masked", "dataset"))
+def train_speech_masked_flow(dataset: str, home: str | None = None, model: dict | None = None, steps: int = 300,
+                             samples: int | None = None, batch_size: int = 16, lr: float = 2e-3,
+                             warmup_steps: int | None = None, device: str | None = None, num_workers: int = 0,
+                             seed: int = 0, evaluate: bool = True, eval_dataset: str | None = None,
+                             reuse: bool = True) -> dict:
+    """wav2vec 2.0 masked pretraining on an audio version's clips; `model` overrides SpeechMaskedConfig
+    fields. Evaluated by the held-out pretraining loss and a linear probe where clips carry labels (reuse:
+    as train_contrastive_flow)."""
+    return _train(TrainRequest("speech-masked", dataset, {"model": model}, steps, samples, batch_size, lr,
+                               warmup_steps, device, num_workers, seed, evaluate, eval_dataset, reuse), home)
+
+
+@flow(name="train-audio-contrastive", flow_run_name=run_name("train-audio-contrastive", "dataset"))
+def train_audio_contrastive_flow(dataset: str, home: str | None = None, model: dict | None = None,
+                                 steps: int = 300, samples: int | None = None, batch_size: int = 32,
+                                 lr: float = 2e-3, warmup_steps: int | None = None, device: str | None = None,
+                                 num_workers: int = 0, seed: int = 0, evaluate: bool = True,
+                                 eval_dataset: str | None = None, reuse: bool = True) -> dict:
+    """CLAP-style audio-text contrastive training on an audio version's clips and transcripts; `model`
+    overrides AudioContrastiveConfig fields (e.g. text_pretrained: an open_clip checkpoint for the text
+    tower). Evaluated by audio-to-text and text-to-audio R@k (reuse: as train_contrastive_flow)."""
+    return _train(TrainRequest("audio-contrastive", dataset, {"model": model}, steps, samples, batch_size, lr,
+                               warmup_steps, device, num_workers, seed, evaluate, eval_dataset, reuse), home)

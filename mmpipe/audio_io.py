@@ -74,11 +74,27 @@ def ffmpeg_for_torchcodec() -> bool:
 
 
 def decode_audio_bytes(data: bytes) -> tuple[np.ndarray, int]:
-    """(mono float32 samples, sampling rate) of an encoded clip (FLAC, WAV, ...), through PyAV; shards
-    hold 16 kHz mono, which comes back as it is stored."""
-    from faster_whisper import decode_audio
+    """(mono float32 samples, sampling rate) of an encoded clip (FLAC, WAV, ...), through PyAV resampled to
+    16 kHz as faster-whisper's decode_audio does; shards hold 16 kHz mono, which comes back as it is stored.
+    Kept here rather than calling decode_audio: it runs gc.collect() per clip, 0.26 s in a training process."""
+    import av
 
-    return decode_audio(io.BytesIO(data), sampling_rate=AUDIO_SAMPLE_RATE), AUDIO_SAMPLE_RATE
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_SAMPLE_RATE)
+    chunks = []
+    with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:  # a damaged frame is skipped, as decode_audio does
+                continue
+            frame.pts = None  # resample what is there, whatever its timestamps say
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return audio.astype(np.float32) / 32768.0, AUDIO_SAMPLE_RATE
 
 
 def wds_audio(key: str, data: bytes) -> Any:

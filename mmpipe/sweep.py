@@ -111,27 +111,30 @@ def with_models(rows: list[dict], trained: dict[str, dict], recipes: dict[str, d
     return out
 
 
-def choose(results: list[dict], metric: str, n_eval: int | None = None) -> tuple[dict, str]:
+def choose(results: list[dict], metric: str, n_eval: int | None = None, lower_is_better: bool = False
+           ) -> tuple[dict, str]:
     """The chosen setting and the reason in words, by the one-standard-error rule: among the settings
     whose `metric` is within one standard error of the best, the one that keeps the most samples
     (filtering away less for no measurable gain). For a metric in [0, 1] measured on `n_eval`
     evaluation pairs the standard error is that of a proportion, sqrt(p (1 - p) / n); otherwise
-    (or without n_eval) the best metric wins, an exact tie going to the larger dataset."""
-    ranked = sorted(results, key=lambda r: (-r["metrics"][metric], r["n_samples"]))
+    (or without n_eval) the best metric wins, an exact tie going to the larger dataset. The best is the
+    highest, or the lowest with `lower_is_better` (an error rate such as WER)."""
+    sign = -1 if lower_is_better else 1
+    ranked = sorted(results, key=lambda r: (-sign * r["metrics"][metric], r["n_samples"]))
     top = ranked[0]
     p = top["metrics"][metric]
     se = math.sqrt(p * (1 - p) / n_eval) if n_eval and 0 <= p <= 1 else 0.0
-    close = [r for r in ranked if r["metrics"][metric] >= p - se]
-    best = max(close, key=lambda r: (r["n_samples"], r["metrics"][metric]))
+    close = [r for r in ranked if sign * (r["metrics"][metric] - p) >= -se]
+    best = max(close, key=lambda r: (r["n_samples"], sign * r["metrics"][metric]))
     seen = f"on the fixed evaluation set at {best['samples_seen']} samples seen"
     if best is top:
         runner_up = ranked[1] if len(ranked) > 1 else None
         margin = f", {p - runner_up['metrics'][metric]:+.4f} over {runner_up['setting']}" if runner_up else ""
         within = f" (no setting keeping more samples within one standard error, {se:.4f})" if se else ""
-        return best, f"highest {metric} {p:.4f} {seen}{margin}{within}"
+        return best, f"{'lowest' if lower_is_better else 'highest'} {metric} {p:.4f} {seen}{margin}{within}"
     return best, (f"{metric} {best['metrics'][metric]:.4f} {seen}, within one standard error ({se:.4f} on {n_eval} "
-                  f"evaluation pairs) of the highest, {p:.4f} ({top['setting']}), keeping the most samples "
-                  f"({best['n_samples']} vs {top['n_samples']})")
+                  f"evaluation pairs) of the {'lowest' if lower_is_better else 'highest'}, {p:.4f} "
+                  f"({top['setting']}), keeping the most samples ({best['n_samples']} vs {top['n_samples']})")
 
 
 def plot_png(results: list[dict], metric: str, chosen: str | None = None, chance: float | None = None) -> bytes:
@@ -145,7 +148,7 @@ def plot_png(results: list[dict], metric: str, chosen: str | None = None, chance
     fig = Figure(figsize=(6.4, 3.8))
     ax = fig.add_subplot(1, 1, 1)
     unfiltered = [r for r in results if r["rule"] == "keep_fraction" and r["value"] >= 1.0]
-    thresholds = any(r["rule"] == "min_clip_score" for r in results)
+    thresholds = any(r["rule"] != "keep_fraction" for r in results)
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         if thresholds and r in unfiltered:
@@ -188,13 +191,17 @@ def plot(results: list[dict], metric: str, path: str | Path, chance: float | Non
     return path
 
 
+THRESHOLD_RULES = ("min_clip_score", "min_avg_logprob", "max_no_speech_prob", "max_wer")
+
+
 def results_of(settings: list[dict], metric: str) -> list[dict]:
     """Sweep results (as `plot_png` takes them) from stored rows: version, filter_spec, n_samples, value."""
     out = []
     for r in settings:
         spec = r["filter_spec"]
-        rule = "min_clip_score" if spec.get("min_clip_score") is not None else "keep_fraction"
+        rule = next((k for k in THRESHOLD_RULES if spec.get(k) is not None), "keep_fraction")
         value = float(spec.get(rule) if spec.get(rule) is not None else 1.0)
-        out.append({"setting": f"{rule}={value:g}", "model": spec.get("clip_model") or "", "rule": rule,
+        model = spec.get("clip_model") or spec.get("whisper_model") or ""
+        out.append({"setting": f"{rule}={value:g}", "model": model, "rule": rule,
                     "value": value, "version": r["version"], "n_samples": r["n_samples"], "metrics": {metric: r["value"]}})
     return out

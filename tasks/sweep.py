@@ -57,7 +57,8 @@ def publish_sweep(home: str, run_id: str, name: str, results: list[dict], metric
                   reason: str) -> str:
     """The results as a table artifact, the metric-versus-setting plot, and a markdown summary."""
     path = plot(results, metric, Path(home) / "reports" / "sweeps" / run_id / f"{metric.replace('@', '_at_')}.png",
-                chance=results[0]["metrics"].get(metric.replace("mean_", "chance_")) if results else None,
+                chance=results[0]["metrics"].get(metric.replace("mean_", "chance_"))
+                if results and metric.startswith("mean_") else None,
                 chosen=best["version"])
     create_table_artifact([{"setting": r["setting"], "filter model": r["model"], "dataset": f"{name}@{r['version']}",
                             "samples": r["n_samples"], "samples seen": r["samples_seen"],
@@ -67,3 +68,12 @@ def publish_sweep(home: str, run_id: str, name: str, results: list[dict], metric
                              f"tagged `{name}@best`): {reason}.\n\n![plot]({path.as_uri()})\n",
                              key=f"sweep-{name}-summary".lower().replace("_", "-"))
     return str(path)
+
+
+@task(cache_policy=NO_CACHE)
+def quality_candidates_task(manifest: str) -> list[dict]:
+    """Each sample of an audio pool version with its stored transcript quality: sample_id, avg_logprob,
+    no_speech_prob, wer (None without a reference), in manifest order."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(manifest, columns=["sample_id", "avg_logprob", "no_speech_prob", "wer"]).to_pylist()

@@ -179,7 +179,9 @@ def train_task(home: str, run_id: str, model_id: str, objective: str, shards: st
     recorder = StepRecorder(home, model_id, run_id, total, f"training {objective}")
     extra = {k: v for k, v in options.items() if k not in known}
     fn = {"contrastive": recipes.train_contrastive, "masked": recipes.train_masked,
-          "diffusion": recipes.train_diffusion}[objective]
+          "diffusion": recipes.train_diffusion, "asr": recipes.train_asr,
+          "speech-masked": recipes.train_speech_masked,
+          "audio-contrastive": recipes.train_audio_contrastive}[objective]
     result = fn(shards, out_dir, on_step=recorder, **extra, **train_opts)
     recorder.flush()
     history = result.pop("history")
@@ -190,7 +192,7 @@ def train_task(home: str, run_id: str, model_id: str, objective: str, shards: st
 def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | None = None) -> dict:
     """Evaluate a model on the validation split of its dataset version (or on a named eval dataset's
     samples); every metric becomes a row of `evals` with the split it was measured on."""
-    from mmpipe.evaluate import generation, masked, retrieval
+    from mmpipe.evaluate import asr, generation, masked, retrieval, speech
 
     wh = Warehouse(home)
     model = model_row(wh, model_id)
@@ -212,6 +214,13 @@ def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | Non
     elif objective == "masked":
         metrics = masked.evaluate_masked(str(model_dir), shards, split=split or "val",
                                          device=config.get("device"))
+    elif objective == "asr":
+        metrics = asr.evaluate_recognizer(str(model_dir), shards, split=split, device=config.get("device"))
+    elif objective == "speech-masked":
+        metrics = speech.evaluate_speech_masked(str(model_dir), shards, split=split, device=config.get("device"))
+    elif objective == "audio-contrastive":
+        metrics = speech.evaluate_audio_contrastive(str(model_dir), shards, split=split,
+                                                    device=config.get("device"))
     else:
         grid = str(model_dir / "samples.png")
         metrics = generation.evaluate_generation(checkpoint, shards, config["clip_model"],

@@ -22,7 +22,7 @@ from mmpipe.cli.common import OPTIONS, version
 
 PANELS = {  # the help's groups, in order: what a user came to do
     "Curate": ("demo", "ingest", "curate", "transcribe", "dedup", "export", "recipe"),
-    "Train": ("train", "evaluate", "pipeline", "sweep"),
+    "Train": ("train", "evaluate", "pipeline", "sweep", "speech-sweep"),
     "Look": ("datasets", "models", "runs", "sql", "tables", "report", "index", "search"),
     "Operate": ("server", "deploy", "serve", "warehouse"),
 }
@@ -77,6 +77,7 @@ def main(home: Annotated[Optional[Path], typer.Option("--home", help="Warehouse 
 
 _MODULES = {"demo": demo, "ingest": curate, "curate": curate, "transcribe": curate, "dedup": curate,
             "export": curate, "recipe": curate, "evaluate": train, "pipeline": train, "sweep": train,
+            "speech-sweep": train,
             "datasets": look, "models": look, "runs": look, "sql": look, "tables": look, "report": look,
             "index": look, "search": look, "server": operate, "deploy": operate, "serve": operate}
 _GROUPS = {"train": train.train_app, "warehouse": operate.warehouse_app}
@@ -85,4 +86,4 @@ for panel, names in PANELS.items():
         if name in _GROUPS:
             app.add_typer(_GROUPS[name], name=name, rich_help_panel=panel)
         else:
-            app.command(name, rich_help_panel=panel)(getattr(_MODULES[name], name))
+            app.command(name, rich_help_panel=panel)(getattr(_MODULES[name], name.replace("-", "_")))

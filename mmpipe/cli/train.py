@@ -13,7 +13,8 @@ from mmpipe.cli.output import emit, print_models, print_outcomes
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                        help="Train on a curated dataset version: contrastive, masked or diffusion.")
+                        help="Train on a curated dataset version: contrastive, masked or diffusion (image-text); "
+                             "asr, speech-masked or audio-contrastive (audio).")
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@TAG (newest version when "
                                                            "no version is given).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps (ignored with --samples).")]
@@ -89,6 +90,56 @@ def diffusion(dataset: DatasetOpt,
                                num_workers=workers, evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
 
 
+@train_app.command("asr")
+@guarded
+def asr(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 32, lr: float = 3e-3,
+        targets: Annotated[str, typer.Option(help="transcript: learn the transcribe flow's pseudo-labels; reference: "
+                                                  "learn each clip's reference text where it has one.")] = "transcript",
+        device: Device = None, workers: Workers = 0, evaluate: Evaluate = True, eval_dataset: EvalSet = None,
+        reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """Train a Whisper-architecture speech recognizer on a curated audio version (WER/CER on its references)."""
+    start_flows(home)
+    from flows.train import train_asr_flow
+
+    _done(train_asr_flow(dataset, home=str(home_of(home)), model={"targets": targets}, steps=steps, samples=samples,
+                         batch_size=batch_size, lr=lr, device=device, num_workers=workers, evaluate=evaluate,
+                         eval_dataset=eval_dataset, reuse=reuse), home)
+
+
+@train_app.command("speech-masked")
+@guarded
+def speech_masked(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 16,
+                  lr: float = 2e-3, device: Device = None, workers: Workers = 0, evaluate: Evaluate = True,
+                  eval_dataset: EvalSet = None, reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """wav2vec 2.0 masked pretraining on a curated audio version (held-out loss, linear probe on labels)."""
+    start_flows(home)
+    from flows.train import train_speech_masked_flow
+
+    _done(train_speech_masked_flow(dataset, home=str(home_of(home)), steps=steps, samples=samples,
+                                   batch_size=batch_size, lr=lr, device=device, num_workers=workers,
+                                   evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
+
+
+@train_app.command("audio-contrastive")
+@guarded
+def audio_contrastive(dataset: DatasetOpt, steps: Steps = 300, samples: Samples = None, batch_size: int = 32,
+                      lr: float = 2e-3,
+                      targets: Annotated[str, typer.Option(help="Captions: transcript (the pseudo-labels) or "
+                                                                "reference (where a clip has one).")] = "transcript",
+                      text_pretrained: Annotated[Optional[str], typer.Option(help="Start the text tower from this "
+                                                                                  "open_clip checkpoint.")] = None,
+                      device: Device = None, workers: Workers = 0, evaluate: Evaluate = True,
+                      eval_dataset: EvalSet = None, reuse: Reuse = True, home: HomeOpt = None) -> None:
+    """CLAP-style audio-text contrastive training on a curated audio version (audio<->text R@k)."""
+    start_flows(home)
+    from flows.train import train_audio_contrastive_flow
+
+    model = {"targets": targets, "text_pretrained": text_pretrained}
+    _done(train_audio_contrastive_flow(dataset, home=str(home_of(home)), model=model, steps=steps, samples=samples,
+                                       batch_size=batch_size, lr=lr, device=device, num_workers=workers,
+                                       evaluate=evaluate, eval_dataset=eval_dataset, reuse=reuse), home)
+
+
 @guarded
 def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a unique prefix), see `mmpipe models`.")],
              eval_dataset: EvalSet = None, home: HomeOpt = None) -> None:
@@ -101,26 +152,34 @@ def evaluate(model_id: Annotated[str, typer.Argument(help="A model id (or a uniq
 
 
 @guarded
-def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` takes.")],
+def pipeline(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate` (or, for speech objectives, "
+                                                        "`mmpipe transcribe`) takes.")],
              name: Annotated[str, typer.Option("--name", help="Dataset name; a new version is curated.")],
              clip_model: Annotated[str, typer.Option(help="CLIP for the filter (or none).")] = CLIP_MODEL,
              clip_pretrained: Annotated[Optional[str], typer.Option(help="Its tag or checkpoint.")] = CLIP_PRETRAINED,
              min_clip_score: Optional[float] = None, keep_fraction: Optional[float] = None, min_side: int = 200,
-             objectives: Annotated[str, typer.Option(help="Comma-separated: contrastive,masked,diffusion")] =
+             whisper_model: Annotated[Optional[str], typer.Option(help="Whisper model for audio sources (default: "
+                                                                       "as `mmpipe transcribe`).")] = None,
+             objectives: Annotated[str, typer.Option(help="Comma-separated: contrastive,masked,diffusion (image-text) "
+                                                          "or asr,speech-masked,audio-contrastive (audio)")] =
              "contrastive,masked,diffusion",
              steps: Steps = 300, batch_size: int = 64, device: Device = None, home: HomeOpt = None) -> None:
-    """The whole loop: curate SOURCE into a new version of NAME, then train and evaluate each objective on it."""
+    """The whole loop: curate (or transcribe) SOURCE into a new version of NAME, then train and evaluate each
+    objective on it."""
     from mmpipe.sources import SourceSpec, validate
+    from mmpipe.train.objectives import pipeline_modality
 
     wanted = tuple(o.strip() for o in objectives.split(",") if o.strip())
-    if not set(wanted) <= {"contrastive", "masked", "diffusion"}:
-        fail(f"unknown objective in {objectives!r}; use contrastive, masked, diffusion")
+    audio = pipeline_modality(wanted) == "audio"
     validate(SourceSpec(source))
     start_flows(home)
     from flows.pipeline import pipeline_flow
 
-    curate = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "min_clip_score": min_clip_score,
-              "keep_fraction": keep_fraction, "min_side": min_side, "device": device}
+    if audio:
+        curate = {"device": device, **({"whisper_model": whisper_model} if whisper_model else {})}
+    else:
+        curate = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "min_clip_score": min_clip_score,
+                  "keep_fraction": keep_fraction, "min_side": min_side, "device": device}
     result = pipeline_flow(source, name, home=str(home_of(home)), curate=curate, objectives=wanted, steps=steps,
                            batch_size=batch_size, device=device)
     print_outcomes(result["curate"])
@@ -212,3 +271,51 @@ def sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe curate`
     from warehouse import examples
 
     typer.echo(f"query:  mmpipe sql \"{examples.sweep_metrics(name, metric)}\"")
+
+
+@guarded
+def speech_sweep(source: Annotated[str, typer.Argument(help="Any source `mmpipe transcribe` takes (the pool).")],
+                 name: Annotated[str, typer.Option("--name", help="Name of the swept dataset; the winner is tagged "
+                                                                  "NAME@best.")],
+                 eval_dataset: Annotated[str, typer.Option(help="NAME[@VERSION] of a transcribed set with reference "
+                                                               "texts: every student's WER is measured on it, and its "
+                                                               "clips are kept out of every training subset.")],
+                 min_avg_logprob: Annotated[Optional[str], typer.Option(help="Average log-probability thresholds, "
+                                                                             "comma-separated.")] = None,
+                 max_no_speech_prob: Annotated[Optional[str], typer.Option(help="No-speech probability thresholds, "
+                                                                                "comma-separated.")] = None,
+                 max_wer: Annotated[Optional[str], typer.Option(help="WER-against-the-reference thresholds (clips "
+                                                                     "without a reference are kept).")] = None,
+                 unfiltered: Annotated[bool, typer.Option(help="Also train on the unfiltered pool.")] = True,
+                 whisper_model: Annotated[str, typer.Option(help="The Whisper model that transcribes the pool.")] =
+                 "tiny.en",
+                 samples_seen: Annotated[int, typer.Option(help="Training samples seen per setting.")] = 3200,
+                 batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
+                 device: Annotated[Optional[str], typer.Option(help="cuda or cpu.")] = None,
+                 format: Annotated[str, typer.Option("--format", help="table, json or jsonl.")] = "table",
+                 home: HomeOpt = None) -> None:
+    """Train the same asr student on a version per transcription-quality threshold and tag the lowest-WER one
+    NAME@best (one-standard-error rule, preferring the setting that keeps more)."""
+    from mmpipe.sources import SourceSpec, validate
+    from mmpipe.speech_sweep import SpeechSweepRequest
+
+    request = SpeechSweepRequest(source, name, eval_dataset, _floats(min_avg_logprob, "--min-avg-logprob") or None,
+                                 _floats(max_no_speech_prob, "--max-no-speech-prob") or None,
+                                 _floats(max_wer, "--max-wer") or None, unfiltered, whisper_model, samples_seen,
+                                 batch_size, lr, seed, "wer", None, device)  # refuses a sweep with no thresholds
+    validate(SourceSpec(source))
+    start_flows(home)
+    from flows.speech_sweep import speech_sweep_flow
+
+    result = speech_sweep_flow(home=str(home_of(home)), **request.params())
+    rows = [{"setting": r["setting"], "dataset": f"{name}@{r['version']}", "samples": r["n_samples"],
+             "samples_seen": r["samples_seen"], "wer": round(r["metrics"]["wer"], 4),
+             "cer": round(r["metrics"].get("cer", float("nan")), 4), "model_id": r["model_id"],
+             "trained": "reused" if r["reused"] else "now"} for r in result["results"]]
+    import pyarrow as pa
+
+    emit(pa.Table.from_pylist(rows), format, None)
+    if format == "table":
+        typer.echo(f"\nchosen: {result['best']['setting']} -> {name}@{result['best']['version']}, tagged "
+                   f"{name}@best: {result['reason']}")
+        typer.echo(f"plot:   {result['plot']}")

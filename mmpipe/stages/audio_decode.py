@@ -68,7 +68,7 @@ def probe(content: bytes) -> tuple[int, int, float | None]:
 
 def decode_clip(content: bytes, config: AudioDecodeConfig | None = None) -> tuple[np.ndarray, int, float]:
     """(16 kHz mono float32 samples, original rate, duration s); raise AudioDecodeError with a reason."""
-    from faster_whisper import decode_audio
+    from mmpipe.audio_io import decode_audio_bytes
 
     config = config or AudioDecodeConfig()
     if not content:
@@ -78,7 +78,7 @@ def decode_clip(content: bytes, config: AudioDecodeConfig | None = None) -> tupl
         # refused before decoding: an hour of compressed silence decodes to gigabytes of samples
         raise AudioDecodeError("too_long", f"{declared:.1f}s declared > {config.max_duration_s}s")
     try:
-        audio = decode_audio(io.BytesIO(content), sampling_rate=SAMPLE_RATE)
+        audio, _ = decode_audio_bytes(content)
     except Exception as e:  # noqa: BLE001 - PyAV raises many kinds for broken input
         raise AudioDecodeError("decode_error", str(e)[:200]) from e
     duration = len(audio) / SAMPLE_RATE
