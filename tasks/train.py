@@ -14,6 +14,7 @@ from prefect.events import emit_event
 
 from mmpipe.home import stored_path
 from mmpipe.progress import Bar
+from mmpipe.evaluate.asr import WORST_TRANSCRIPTS
 from tasks.runs import code_version
 from warehouse import Warehouse, utcnow
 from warehouse.dataset_queries import (dataset_by_id, latest_model, model_by_recipe, model_metrics, model_row,
@@ -215,7 +216,9 @@ def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | Non
         metrics = masked.evaluate_masked(str(model_dir), shards, split=split or "val",
                                          device=config.get("device"))
     elif objective == "asr":
-        metrics = asr.evaluate_recognizer(str(model_dir), shards, split=split, device=config.get("device"))
+        metrics = asr.evaluate_recognizer(str(model_dir), shards, split=split, device=config.get("device"), worst=10)
+        worst = {"split": split_name, "clips": metrics.pop("worst")}  # the report's table, beside the checkpoint
+        (model_dir / WORST_TRANSCRIPTS).write_text(json.dumps(worst, indent=1))
     elif objective == "speech-masked":
         metrics = speech.evaluate_speech_masked(str(model_dir), shards, split=split, device=config.get("device"))
     elif objective == "audio-contrastive":

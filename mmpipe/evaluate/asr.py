@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+WORST_TRANSCRIPTS = "worst_transcripts.json"  # an asr model's worst clips, written beside its checkpoint at evaluation
+
 
 @lru_cache(maxsize=1)
 def _normalizer():

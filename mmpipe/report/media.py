@@ -6,6 +6,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from mmpipe.evaluate.asr import WORST_TRANSCRIPTS
 from mmpipe.report import plots
 from mmpipe.report.card import reason_link
 from mmpipe.report.html import audio_player, render
@@ -60,7 +61,7 @@ def models_section(d: dict, save) -> str:
     """Models trained on the version: loss curves, evals, the diffusion sample grid."""
     models = d["models"].to_pylist()
     if not models:
-        return render("models.html.j2", models=[], losses=None, evals=[], grids=[])
+        return render("models.html.j2", models=[], losses=None, evals=[], grids=[], worst=[])
     names = {m["model_id"]: f"{m['objective']} {m['model_id'][:8]}" for m in models}
     rows = [{"model": names[m["model_id"]], "status": m["status"], "created": str(m["created_at"])[:19],
              "config": _config_note(m["config"]), "checkpoint": m["checkpoint_uri"]} for m in models]
@@ -82,7 +83,15 @@ def models_section(d: dict, save) -> str:
             data = grid.read_bytes()
             save(f"samples-{m['model_id'][:8]}.png", data)
             grids.append({"name": names[m["model_id"]], "png": data, "path": str(grid)})
-    return render("models.html.j2", models=rows, losses=losses, evals=evals, grids=grids)
+    worst = []
+    for m in models:
+        found = model_dir(d["home"], m["checkpoint_uri"]) / WORST_TRANSCRIPTS
+        if m["objective"] == "asr" and found.is_file():
+            w = json.loads(found.read_text())
+            worst.append({"name": names[m["model_id"]], "split": w["split"], "path": str(found),
+                          "rows": [{"reference": r["reference"], "student": r["hypothesis"],
+                                    "pseudo-label": r["transcript"], "WER": round(r["wer"], 3)} for r in w["clips"]]})
+    return render("models.html.j2", models=rows, losses=losses, evals=evals, grids=grids, worst=worst)
 
 
 def _config_note(config: str | None) -> str:
