@@ -140,19 +140,20 @@ def print_models(wh, model_ids: list[str]) -> None:
 
     rows = models_with_evals(wh, model_ids).to_pylist()
     keep = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",
-            "masked_patch_mse", "linear_probe_accuracy", "conditioning_gap", "denoise_mse", "clip_score", "fd_clip")
+            "masked_patch_mse", "linear_probe_accuracy", "conditioning_gap", "denoise_mse", "clip_score", "fd_clip",
+            "wer", "cer", "transcript_wer", "contrastive_loss", "contrastive_loss_chance", "codevector_perplexity")
     by_model: dict[tuple, dict] = {}
     for r in rows:
         if r["metric"] in keep:
             by_model.setdefault((r["model_id"], r["objective"], r["dataset"], r["split"]), {})[r["metric"]] = r["value"]
     for (model_id, objective, dataset, split), metrics in by_model.items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        typer.echo(f"  {objective:<12} {model_id[:8]}  {dataset} [{split}]  {shown}")
+        typer.echo(f"  {objective:<12} {model_id[:8]}  {dataset} [{split}]  {shown}")  # noqa: E501
 
 
 # The metrics that say how good a model is, by objective family, shown in this order where present.
 HEADLINE = ("mean_R@5", "chance_R@5", "zero_shot_accuracy", "masked_token_accuracy", "masked_token_unigram_accuracy",
-            "conditioning_gap", "fd_clip", "clip_score", "wer", "cer")
+            "conditioning_gap", "fd_clip", "clip_score", "wer", "cer", "contrastive_loss", "contrastive_loss_chance")
 
 
 def headline_table(rows):

@@ -52,3 +52,20 @@ def speech_set(folder: str | Path) -> dict[str, dict]:
         members = [m for m in tf.getmembers() if m.isfile() and m.name != "truth.json"]
         tf.extractall(folder, members=members, filter="data")
     return truth
+
+
+def split_speech_set(folder: str | Path, holdout_every: int = 6) -> tuple[Path, Path, dict[str, dict]]:
+    """The shipped set unpacked into `folder`/pool and `folder`/holdout: every `holdout_every`-th good clip
+    (with its reference) goes to the holdout, a clean reference set no training may see (what the speech
+    sweep scores its students on); the rest, bad clips included, is the pool. Returns (pool, holdout, truth)."""
+    import shutil
+
+    folder = Path(folder)
+    pool, holdout = folder / "pool", folder / "holdout"
+    truth = speech_set(pool)
+    holdout.mkdir(parents=True, exist_ok=True)
+    good = sorted(k for k, t in truth.items() if t["kind"] == "good")
+    for name in good[::holdout_every]:
+        for path in (pool / name, (pool / name).with_suffix(".txt")):
+            shutil.move(str(path), str(holdout / path.name))
+    return pool, holdout, truth

@@ -52,6 +52,15 @@ class AsrConfig:
             raise ValueError(f"targets must be 'transcript' or 'reference', not {self.targets!r}")
 
 
+def quiet_transformers() -> None:
+    """transformers' own progress bars and notices off (saving a checkpoint drew a bar per save; greedy
+    decoding warned about its generation settings): our commands show their own progress."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def char_tokenizer():
     """A character-level tokenizer as a `transformers` fast tokenizer (pad 0, start 1, end 2, unknown 3)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -130,6 +139,7 @@ class SpeechRecognizer(Objective):
         super().__init__()
         from transformers import WhisperForConditionalGeneration
 
+        quiet_transformers()
         self.config = config or AsrConfig()
         self.features = AsrFeatures(self.config)
         self.model = WhisperForConditionalGeneration(whisper_config(self.config, len(self.features.tokenizer)))

@@ -102,8 +102,9 @@ class AudioContrastive(Objective):
         from open_clip.model import _build_text_tower
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-        from mmpipe.train.objectives.asr import AsrConfig, whisper_config
+        from mmpipe.train.objectives.asr import AsrConfig, quiet_transformers, whisper_config
 
+        quiet_transformers()
         self.config = c = config or AudioContrastiveConfig()
         self.features = ClipFeatures(c)
         embed_dim, text_cfg = _text_cfg(c.text_model)

@@ -90,6 +90,9 @@ class SpeechMasked(Objective):
         super().__init__()
         from transformers import Wav2Vec2ForPreTraining
 
+        from mmpipe.train.objectives.asr import quiet_transformers
+
+        quiet_transformers()
         self.config = config or SpeechMaskedConfig()
         self.features = WaveFeatures(self.config)
         self.model = Wav2Vec2ForPreTraining(wav2vec2_config(self.config))
