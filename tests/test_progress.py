@@ -64,10 +64,10 @@ def test_curate_on_a_terminal_shows_progress_with_counts_before_the_summary(shap
     assert int(done.group(1).replace(",", "")) == int(summary.group(1))  # every input read is counted
     assert re.search(rf"Exporting:.*?{n_shards}/{n_shards}", out[:summary.start()]), out[-3000:]
     # quiet: on a terminal with --quiet, and when the output is a pipe
-    code, quiet = _run_on_a_pty([str(exe), "--quiet", *args[1:], "--name", "shapes-quiet"], _env(cli_env, tmp_path / "home"),
-                                tmp_path)
+    env = _env(cli_env, tmp_path / "home")
+    code, quiet = _run_on_a_pty([str(exe), "--quiet", *args[1:], "--name", "shapes-quiet"], env, tmp_path)
     assert code == 0 and "Reading shards" not in quiet and re.search(r"run \S+: \d+ inputs", quiet), quiet[-3000:]
-    piped = subprocess.run([*args[:3], "--name", "shapes-piped", *args[5:]], env=_env(cli_env, tmp_path / "home"),
+    piped = subprocess.run([*args[:3], "--name", "shapes-piped", *args[5:]], env=env,
                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert piped.returncode == 0 and "Reading shards" not in piped.stdout + piped.stderr, piped.stderr[-3000:]
 
