@@ -61,9 +61,11 @@ def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, r
         env = request.getfixturevalue("cli_env")
     home = tmp_path / "home"
     exe = str(Path(sys.executable).with_name("mmpipe"))
+    # SIGINT as at a terminal, even when pytest itself was started with it ignored (`cmd &` in a script)
     proc = subprocess.Popen([exe, "curate", str(tmp_path / "urls.parquet"), "--name", "t", "--clip-model", "none",
                              "--home", str(home)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until the run is open and fetching
         if (home / "lake" / "catalog.json").exists() and Warehouse(home).sql(
