@@ -59,8 +59,8 @@ def prefect_harness():
 
         # Flow commands run in-process (CliRunner) use this API, as they would a `mmpipe server` the user
         # exported, instead of each starting a private server: a start costs many seconds, and minutes on a
-        # busy machine, past the private server's own start-up limit. Subprocess commands in the tests drop
-        # PREFECT_* variables and still start their own.
+        # busy machine, past the private server's own start-up limit. Subprocess commands use it too, through
+        # `cli_env`, unless the private server is what the test is about (then they drop PREFECT_* variables).
         before = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
         try:
@@ -70,6 +70,18 @@ def prefect_harness():
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = before
+
+
+@pytest.fixture
+def cli_env(prefect_harness) -> dict[str, str]:
+    """The environment for an `mmpipe` flow command run as a subprocess: PREFECT_API_URL names the harness's
+    API, as a user's exported `mmpipe server` would, so the command uses it instead of starting its own
+    private server (`start_for_command` in mmpipe/cli/prefect_server.py; a start costs ~14 CPU-s on 2
+    cores); PREFECT_HOME and the other PREFECT_* variables as set here. A test whose point is the private
+    server (its start, its death with the command) drops the PREFECT_* variables instead."""
+    env = dict(os.environ)
+    assert env.get("PREFECT_API_URL"), "prefect_harness exports PREFECT_API_URL"
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -43,18 +43,17 @@ def _run_on_a_pty(args: list[str], env: dict, cwd: Path, ceiling_s: float = 900)
     return proc.wait(timeout=60), out.decode(errors="replace")
 
 
-def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(MMPIPE_HOME=str(home))
+def _env(base: dict, home: Path) -> dict:
+    env = {**base, "MMPIPE_HOME": str(home)}
     env.pop("MMPIPE_QUIET", None)
     return env
 
 
 @pytest.mark.timeout(1200)
-def test_curate_on_a_terminal_shows_progress_with_counts_before_the_summary(shapes, tmp_path):
+def test_curate_on_a_terminal_shows_progress_with_counts_before_the_summary(shapes, cli_env, tmp_path):
     exe = Path(sys.executable).with_name("mmpipe")
     args = [str(exe), "curate", shapes.pattern, "--name", "shapes", "--clip-model", "none", "--min-side", "64"]
-    code, out = _run_on_a_pty(args, _env(tmp_path / "home"), tmp_path)
+    code, out = _run_on_a_pty(args, _env(cli_env, tmp_path / "home"), tmp_path)
     assert code == 0, out[-3000:]
     summary = re.search(r"run \S+: (\d+) inputs", out)
     assert summary, out[-3000:]
@@ -65,10 +64,10 @@ def test_curate_on_a_terminal_shows_progress_with_counts_before_the_summary(shap
     assert int(done.group(1).replace(",", "")) == int(summary.group(1))  # every input read is counted
     assert re.search(rf"Exporting:.*?{n_shards}/{n_shards}", out[:summary.start()]), out[-3000:]
     # quiet: on a terminal with --quiet, and when the output is a pipe
-    code, quiet = _run_on_a_pty([str(exe), "--quiet", *args[1:], "--name", "shapes-quiet"], _env(tmp_path / "home"),
-                                tmp_path)
+    env = _env(cli_env, tmp_path / "home")
+    code, quiet = _run_on_a_pty([str(exe), "--quiet", *args[1:], "--name", "shapes-quiet"], env, tmp_path)
     assert code == 0 and "Reading shards" not in quiet and re.search(r"run \S+: \d+ inputs", quiet), quiet[-3000:]
-    piped = subprocess.run([*args[:3], "--name", "shapes-piped", *args[5:]], env=_env(tmp_path / "home"),
+    piped = subprocess.run([*args[:3], "--name", "shapes-piped", *args[5:]], env=env,
                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert piped.returncode == 0 and "Reading shards" not in piped.stdout + piped.stderr, piped.stderr[-3000:]
 

@@ -1,5 +1,9 @@
 """Two `mmpipe curate` processes at once into one warehouse, with the local SQLite catalog and with a
-PostgreSQL catalog (the many-machines setup): nothing lost, nothing duplicated."""
+PostgreSQL catalog (the many-machines setup): nothing lost, nothing duplicated.
+
+With SQLite each command starts its own private Prefect server, both at once in one home (the first
+migrates the Prefect database, the other waits for it: mmpipe/cli/prefect_server.py); with PostgreSQL
+both use one shared Prefect API (the test harness's), as the commands of many machines use one server."""
 
 from __future__ import annotations
 
@@ -35,7 +39,10 @@ def test_two_curations_at_once_into_one_warehouse(tmp_path, catalog, request):
         (tmp_path / name).mkdir()
         for k in range(3):
             _shard(tmp_path / name / f"{k:02d}.tar", list(seeds)[k * 40:(k + 1) * 40])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if catalog == "sqlite":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    else:
+        env = dict(request.getfixturevalue("cli_env"))
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
     home = tmp_path / "home"
     if catalog == "postgres":

@@ -159,11 +159,12 @@ def test_cli_names_the_offline_choices_when_default_weights_are_missing(prefect_
     assert "Traceback" not in out.output
 
 
-def test_killing_the_process_mid_scoring_then_rerunning_finishes_the_job(tiny_clip_checkpoint, shapes, tmp_path):
-    """A real SIGKILL of `mmpipe curate`, then the same command again."""
+def test_killing_the_process_mid_scoring_then_rerunning_finishes_the_job(tiny_clip_checkpoint, shapes, cli_env,
+                                                                         tmp_path):
+    """A real SIGKILL of `mmpipe curate` (its process group), then the same command again; the commands
+    use the harness's Prefect API (`cli_env`), as with a user's `mmpipe server`."""
     exe = str(Path(sys.executable).with_name("mmpipe"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_LOGGING_LEVEL="WARNING")
+    env = {**cli_env, "PREFECT_LOGGING_LEVEL": "WARNING"}
     args = [exe, "curate", shapes.pattern, "--name", "killed", "--min-side", "64", "--clip-model", TINY_MODEL,
             "--clip-pretrained", tiny_clip_checkpoint, "--keep-fraction", "0.5", "--clip-batch-size", "8",
             "--clip-workers", "0"]

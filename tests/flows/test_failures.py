@@ -49,16 +49,23 @@ def trickle_server():
     server.shutdown()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, sig):
+@pytest.mark.parametrize("sig, server", [(signal.SIGTERM, "private"), (signal.SIGINT, "shared")])
+def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, request, sig, server):
+    """SIGTERM to a command on its own private Prefect server, which it stops too; Ctrl-C to a command on a
+    shared Prefect API (the test harness's, as a user's `mmpipe server`)."""
     pq.write_table(pa.table({"url": [f"{trickle_server}/{i}.jpg" for i in range(8)],
                              "caption": [f"caption number {i}" for i in range(8)]}), tmp_path / "urls.parquet")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if server == "private":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    else:
+        env = request.getfixturevalue("cli_env")
     home = tmp_path / "home"
     exe = str(Path(sys.executable).with_name("mmpipe"))
+    # SIGINT as at a terminal, even when pytest itself was started with it ignored (`cmd &` in a script)
     proc = subprocess.Popen([exe, "curate", str(tmp_path / "urls.parquet"), "--name", "t", "--clip-model", "none",
                              "--home", str(home)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until the run is open and fetching
         if (home / "lake" / "catalog.json").exists() and Warehouse(home).sql(
@@ -66,6 +73,9 @@ def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, s
             break
         time.sleep(0.5)
     time.sleep(2)
+    children = _children(proc.pid)
+    if server == "private":
+        assert children, "the command runs its Prefect API server as a child"
     sent = time.monotonic()
     proc.send_signal(sig)
     # Promptly: each trickled fetch would hold the run for minutes (a 60 s deadline per attempt, 3
@@ -75,6 +85,10 @@ def test_a_signal_ends_the_run_promptly_as_cancelled(tmp_path, trickle_server, s
     assert proc.returncode == 130, err[-2000:]
     assert "marked cancelled" in err and "Traceback" not in err
     assert Warehouse(home).sql("SELECT status FROM runs").column("status").to_pylist() == ["cancelled"]
+    deadline = time.monotonic() + 60  # the command's children (its private server) were sent SIGTERM
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children)
 
 
 def test_a_full_disk_is_one_clear_line_and_a_rerun_resumes(prefect_harness, tmp_path, monkeypatch):
