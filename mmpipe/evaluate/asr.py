@@ -72,8 +72,8 @@ def evaluate_recognizer(checkpoint: str, shards: str, split: str | None = "val",
             hypotheses += model.transcribe(features)
             clips += [{k: c[k] for k in ("sample_id", "transcript", "reference")} for c in batch]
             batch = []
-    if not clips:
-        raise ValueError(f"no {split or ''} clips with a transcript in {shards}")
+    if not clips:  # a small version's validation split can be empty: nothing to measure
+        return {"n_clips": 0.0, "n_references": 0.0}
     refs = [c["reference"] for c in clips]
     metrics = {"wer": corpus_wer(refs, hypotheses), "cer": corpus_cer(refs, hypotheses),
                "transcript_wer": corpus_wer([c["transcript"] for c in clips], hypotheses),

@@ -39,8 +39,8 @@ def pretraining_losses(model, batches: Iterable[dict], device: str = "cpu", seed
             n += 1
     finally:
         np.random.set_state(state)
-    if not n:
-        raise ValueError("no clips to evaluate")
+    if not n:  # a small version's validation split can be empty: nothing to measure
+        return {"eval_batches": 0.0}
     return {**{k: v / n for k, v in sums.items()},
             "contrastive_loss_chance": math.log(model.config.num_negatives + 1), "eval_batches": float(n)}
 
@@ -98,8 +98,8 @@ def evaluate_audio_contrastive(checkpoint: str, shards: str | Sequence[str], spl
         audio.append(model.encode_audio(batch["input_features"].to(device), batch["n_frames"].to(device)).cpu())
         text.append(model.encode_text(batch["tokens"].to(device)).cpu())
         captions += list(batch["text"])
-    if not captions:
-        raise ValueError(f"no {split or ''} clips to evaluate in {shards}")
+    if not captions:  # a small version's validation split can be empty: nothing to measure
+        return {"n_pairs": 0.0}
     metrics = retrieval_metrics(torch.cat(audio), torch.cat(text), captions)
     return {k.replace("image_to_text", "audio_to_text").replace("text_to_image", "text_to_audio"): v
             for k, v in metrics.items()}
