@@ -211,9 +211,9 @@ _AUDIO_NOTE = ("\n`ds[0][\"flac\"]` decodes with torchcodec (`pip install torchc
 
 def decode_audio(flac: bytes):
     """FLAC bytes of an exported audio shard as 16 kHz mono float32 samples (PyAV, no system tools)."""
-    from faster_whisper import decode_audio as decode
+    from mmpipe.audio_io import decode_audio_bytes
 
-    return decode(io.BytesIO(flac), sampling_rate=AUDIO_SAMPLE_RATE)
+    return decode_audio_bytes(flac)[0]  # not faster_whisper's decode_audio: its gc.collect() per clip
 
 
 def first_json(path: str | Path) -> dict | None:
