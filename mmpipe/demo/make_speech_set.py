@@ -29,7 +29,6 @@ import json
 import random
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -182,16 +181,9 @@ def make_clips(seed: int = SEED) -> tuple[dict[str, bytes], dict[str, dict]]:
 
 def write_archive(path: Path, files: dict[str, bytes], truth: dict[str, dict]) -> None:
     """A reproducible .tar.gz: fixed member order, times and owners."""
-    import gzip
+    from mmpipe.sources.tars import write_archive as write
 
-    members = {"truth.json": json.dumps(truth, indent=1, sort_keys=True).encode(), **dict(sorted(files.items()))}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tf.addfile(info, io.BytesIO(data))
-    path.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))
+    write(path, {"truth.json": json.dumps(truth, indent=1, sort_keys=True).encode(), **dict(sorted(files.items()))})
 
 
 def main(argv: list[str]) -> None:

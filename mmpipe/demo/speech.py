@@ -16,7 +16,6 @@ unpacks it into a folder the transcribe flow reads and returns its truth. Made b
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 SPEECH_DIR = Path(__file__).parent / "assets" / "speech"
@@ -37,20 +36,23 @@ def speech_set_truth() -> dict[str, dict]:
     """The shipped set's truth, read from the archive: clip file name (the source key the folder source
     gives it) -> {kind ("good" or a bad kind), voice, speed, pitch, text (its reference; "" for none),
     spoken (what the audio says), duration_s}."""
-    with tarfile.open(SPEECH_SET) as tf:
-        return json.load(tf.extractfile("truth.json"))
+    from mmpipe.sources.tars import read_archive
+
+    return json.loads(read_archive(SPEECH_SET)["truth.json"])
 
 
 def speech_set(folder: str | Path) -> dict[str, dict]:
     """Unpack the shipped speech set into `folder` (created; the clips `spNNN.ogg` and their reference
     sidecars `spNNN.txt`, nothing else, so the folder is a transcribe-flow source as it is) and return its
     truth (see `speech_set_truth`). Nothing is re-encoded: the archive's bytes are written as they are."""
+    from mmpipe.sources.tars import read_archive
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(SPEECH_SET) as tf:
-        truth = json.load(tf.extractfile("truth.json"))
-        members = [m for m in tf.getmembers() if m.isfile() and m.name != "truth.json"]
-        tf.extractall(folder, members=members, filter="data")
+    files = read_archive(SPEECH_SET)
+    truth = json.loads(files.pop("truth.json"))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
     return truth
 
 

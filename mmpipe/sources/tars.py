@@ -191,3 +191,33 @@ def write_tar_atomic(path: str | Path, samples: Iterable[dict]) -> int:
         raise
     os.replace(tmp, path)
     return n
+
+
+def read_archive(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> dict[str, bytes]:
+    """Every regular file of a plain archive (.tar or .tar.gz, such as a shipped data set) by member name;
+    links, devices and members over `max_member_bytes` are left out, and a name that is absolute or climbs
+    out (`..`) is refused."""
+    out = {}
+    with tarfile.open(path) as tf:
+        for member in tf:
+            if not member.isfile() or member.size > max_member_bytes:
+                continue
+            if member.name.startswith("/") or ".." in Path(member.name).parts:
+                raise ValueError(f"{path}: member {member.name!r} would land outside its folder")
+            out[member.name] = tf.extractfile(member).read()
+    return out
+
+
+def write_archive(path: str | Path, files: dict[str, bytes]) -> None:
+    """A reproducible .tar.gz of `files` (name -> bytes) in their order: USTAR headers, times and owners zero,
+    so the same files give the same bytes."""
+    import gzip
+    import io
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tf.addfile(info, io.BytesIO(data))
+    Path(path).write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))

@@ -133,3 +133,25 @@ def test_only_the_one_reader_imports_tarfile():
             if "tarfile" in names and rel not in allowed:
                 offenders.append(rel)
     assert not offenders, f"tar members read or written by hand in {offenders}: use mmpipe.sources.tars"
+
+
+def test_a_plain_archive_reads_its_files_and_refuses_a_member_that_climbs_out(tmp_path):
+    import io
+    import tarfile
+
+    from mmpipe.sources.tars import read_archive, write_archive
+
+    write_archive(tmp_path / "a.tar.gz", {"b.txt": b"bee", "sub/c.bin": b"\0" * 10})
+    assert read_archive(tmp_path / "a.tar.gz") == {"b.txt": b"bee", "sub/c.bin": b"\0" * 10}
+    first = (tmp_path / "a.tar.gz").read_bytes()
+    write_archive(tmp_path / "a.tar.gz", {"b.txt": b"bee", "sub/c.bin": b"\0" * 10})
+    assert (tmp_path / "a.tar.gz").read_bytes() == first  # reproducible
+    with tarfile.open(tmp_path / "evil.tar", "w") as tf:
+        for name, kind in (("../escape.txt", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, 3 if kind == tarfile.REGTYPE else 0
+            info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            tf.addfile(info, io.BytesIO(b"bad") if kind == tarfile.REGTYPE else None)
+    with pytest.raises(ValueError, match="outside"):
+        read_archive(tmp_path / "evil.tar")
+    assert not (tmp_path.parent / "escape.txt").exists()
