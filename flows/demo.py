@@ -8,14 +8,16 @@ from prefect import flow
 from flows.bootstrap_filter import bootstrap_filter_flow
 from flows.curate import curate_flow
 from flows.ingest import ingest_flow
+from flows.speech_sweep import speech_sweep_flow
 from flows.sweep import sweep_flow
-from flows.train import train_contrastive_flow, train_diffusion_flow, train_masked_flow
+from flows.train import (train_asr_flow, train_audio_contrastive_flow, train_contrastive_flow, train_diffusion_flow,
+                         train_masked_flow, train_speech_masked_flow)
 from flows.transcribe import transcribe_flow
-from mmpipe.demo.sizes import FULL, QUICK
+from mmpipe.demo.sizes import FULL, QUICK, DemoSize
 from mmpipe.demo.speech import SPEECH_DIR
 from mmpipe.home import resolve_home
 from mmpipe.models.names import TINY_CLIP
-from tasks.demo import evaluate_demo, evaluate_sweep_choice, write_demo_data
+from tasks.demo import evaluate_demo, evaluate_speech_choice, evaluate_sweep_choice, write_demo_data, write_speech_set
 
 # The thresholds the demo sweeps, plus no filtering (keep fraction 1): around the gap in the
 # bootstrapped filter's score histogram (planted mismatched captions score mostly below 0.45, matched
@@ -23,13 +25,18 @@ from tasks.demo import evaluate_demo, evaluate_sweep_choice, write_demo_data
 # little from run to run; across runs every threshold here dropped the planted mismatches with
 # precision and recall >= 0.9, while 0.45 and 0.6-0.65 did not always (see bench/RESULTS.md).
 SWEEP_SCORES = (0.5, 0.525, 0.55)
+# The speech sweep's thresholds, plus no filtering: tiny.en's average log-probability on the speech set's
+# short clips (good ones mostly -1.0 to -0.4), and WER against the reference (a clip read from another
+# sentence, or no English at all, scores 1 and more).
+SPEECH_LOGPROBS, SPEECH_WERS = (-1.0,), (1.0,)
 
 
 @flow(name="demo")
 def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | None = None,
-              model_steps: int | None = None, sweep_samples: int | None = None) -> dict:
+              model_steps: int | None = None, sweep_samples: int | None = None, speech: bool = False) -> dict:
     """Chains the flows as subflows on the embedded demo data; `quick`: the smaller size the tests run
-    (mmpipe/demo/sizes.py), and any steps given explicitly win over the size's."""
+    (mmpipe/demo/sizes.py), and any steps given explicitly win over the size's; `speech`: also the speech
+    part (the shipped speech set transcribed, the three speech objectives trained, the speech sweep)."""
     home = str(resolve_home(home))
     size = QUICK if quick else FULL
     train_steps, model_steps = train_steps or size.filter_steps, model_steps or size.model_steps
@@ -58,4 +65,22 @@ def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | N
     used = {**size.as_dict(), "filter_steps": train_steps, "model_steps": model_steps, "sweep_samples": sweep_samples}
     return {"home": home, "size": used, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt,
             "curate": curate, "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion],
-            "speech": speech}
+            "speech": speech, "speech_training": _speech_training(home, size) if speech else None}
+
+
+def _speech_training(home: str, size: DemoSize) -> dict:
+    """The speech set curated by the transcribe flow, the three speech objectives trained on it, and the speech
+    sweep choosing a transcript-quality threshold by the WER of the asr student on a clean held-out set."""
+    pool, holdout, truth = write_speech_set(home)
+    curated = transcribe_flow(pool, "demo-speech-set", home=home, whisper_model="tiny.en")
+    dataset = f"demo-speech-set@{curated['dataset']['version']}"
+    steps = {"home": home, "steps": size.speech_steps, "lr": 3e-3}
+    models = [train_asr_flow(dataset, batch_size=16, **steps), train_speech_masked_flow(dataset, batch_size=8, **steps),
+              train_audio_contrastive_flow(dataset, batch_size=16, **steps)]
+    transcribe_flow(holdout, "demo-speech-holdout", home=home, whisper_model="tiny.en")
+    sweep = speech_sweep_flow(pool, "demo-speech-sweep", "demo-speech-holdout@v1", home=home,
+                              min_avg_logprobs=list(SPEECH_LOGPROBS), max_wers=list(SPEECH_WERS),
+                              samples_seen=size.speech_sweep_samples, batch_size=16)
+    sweep["dropped"] = evaluate_speech_choice(home, sweep["pool"], f"demo-speech-sweep@{sweep['best']['version']}",
+                                              truth)
+    return {"curate": curated, "models": models, "sweep": sweep}

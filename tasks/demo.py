@@ -52,3 +52,34 @@ def evaluate_sweep_choice(home: str, pool: str, chosen: str, shapes: ShapesSet) 
     mismatched = {k for k, t in shapes.truth.items() if t.get("mismatched")}
     return precision_recall({candidates[i] for i in candidates.keys() - kept.keys()}, mismatched,
                             set(candidates.values()))
+
+
+@task(cache_policy=NO_CACHE)
+def write_speech_set(home: str) -> tuple[str, str, dict]:
+    """The shipped speech set under <home>/demo/speech-set: (pool folder, holdout folder, truth)."""
+    from mmpipe.demo.speech import split_speech_set
+
+    pool, holdout, truth = split_speech_set(Path(home) / "demo" / "speech-set")
+    return str(pool), str(holdout), truth
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_speech_choice(home: str, pool: str, chosen: str, truth: dict) -> dict:
+    """What the speech sweep's chosen version left out of its pool, by the kind of clip (good or a bad kind)."""
+    import pyarrow.parquet as pq
+
+    from warehouse.dataset_queries import resolve_dataset
+
+    wh = Warehouse(home)
+
+    def keys(spec: str) -> set[str]:
+        return set(pq.read_table(wh.resolve(resolve_dataset(wh, spec)["manifest_uri"]),
+                                 columns=["source_key"]).column("source_key").to_pylist())
+
+    candidates, kept = keys(pool), keys(chosen)
+    out: dict[str, dict] = {}
+    for key in candidates:
+        counts = out.setdefault(truth[key]["kind"], {"pool": 0, "dropped": 0})
+        counts["pool"] += 1
+        counts["dropped"] += key not in kept
+    return dict(sorted(out.items()))

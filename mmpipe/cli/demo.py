@@ -20,11 +20,15 @@ def demo(home: HomeOpt = None,
          train_steps: Annotated[Optional[int], typer.Option(help="Steps to train the demo's CLIP filter "
                                                                  "[default: 300].")] = None,
          model_steps: Annotated[Optional[int], typer.Option(help="Steps for each of the three model families "
-                                                                 "[default: 150].")] = None) -> None:
+                                                                 "[default: 150].")] = None,
+         speech: Annotated[bool, typer.Option(help="Also train the speech models: the shipped speech set (300 "
+                                                   "clips) transcribed, asr, speech-masked and audio-contrastive "
+                                                   "trained on it, and the speech sweep (a few minutes more).")]
+         = False) -> None:
     """Run the pipeline on embedded demo data and show how to look at what it made."""
     root = start_flows(home)
     from flows.demo import demo_flow
-    result = demo_flow(home=str(root), quick=quick, train_steps=train_steps, model_steps=model_steps)
+    result = demo_flow(home=str(root), quick=quick, train_steps=train_steps, model_steps=model_steps, speech=speech)
     if quick:
         typer.echo("\n(the quick demo: " + ", ".join(f"{k} {v}" for k, v in result["size"].items())
                    + "; its figures are not the full demo's)")
@@ -66,6 +70,8 @@ def demo(home: HomeOpt = None,
     print_outcomes(result["speech"])
     print_wer(result["speech"])
     print_dataset(result["speech"]["dataset"])
+    if result["speech_training"]:
+        _print_speech_training(result["speech_training"], wh)
     typer.echo(f"""
 What it made (under {root}):
   demo/photos, demo/shapes        the demo inputs (real photos, broken files; synthetic shapes)
@@ -75,13 +81,35 @@ What it made (under {root}):
   reports/NAME/VERSION/index.html a report per version (data card, plots, galleries); reports/sweeps/
   models/demo-filter/             the bootstrapped CLIP filter (safetensors)
   models/contrastive|masked|diffusion/   the three models (diffusion: samples.png beside its unet/)
-""")
+""" + ("""  datasets/demo-speech-set/, demo-speech-holdout/, demo-speech-sweep/, demo-speech-sweep-pool/
+                                  the speech set's versions (--speech); models/asr|speech-masked|audio-contrastive/
+""" if result["speech_training"] else ""))
     look, train = next_commands(root, result["curate"]["dataset"])
     typer.echo("Look at it:")
     for command in look:
         typer.echo(f"  {command}")
     typer.echo("Train on the curated shards with open_clip itself (one epoch on the CPU):")
     typer.echo(f"  {train}\n")
+
+
+def _print_speech_training(part: dict, wh) -> None:
+    """The speech part: the set's curation, the three speech models' metrics, the speech sweep and its choice."""
+    typer.echo("\n== speech set (transcribe flow, then train-asr, train-speech-masked, train-audio-contrastive) ==")
+    print_outcomes(part["curate"])
+    print_dataset(part["curate"]["dataset"])
+    typer.echo("models trained on it (metrics on its validation split; tiny models on synthetic speech, minutes "
+               "of CPU: they show the loop works and learns, not what a real recognizer reaches):")
+    print_models(wh, [m["model_id"] for m in part["models"]])
+    sweep = part["sweep"]
+    typer.echo("\n== speech sweep (one asr student per transcript-quality threshold, same samples seen, WER on "
+               "demo-speech-holdout) ==")
+    for r in sweep["results"]:
+        mark = "  <- chosen" if r["version"] == sweep["best"]["version"] else ""
+        typer.echo(f"  {r['setting']:<22} demo-speech-sweep@{r['version']:<4} {r['n_samples']:>4} clips  "
+                   f"wer {r['metrics']['wer']:.4f}{mark}")
+    dropped = ", ".join(f"{kind} {c['dropped']}/{c['pool']}" for kind, c in sweep["dropped"].items())
+    typer.echo(f"chosen {sweep['best']['setting']}, tagged demo-speech-sweep@best: {sweep['reason']}")
+    typer.echo(f"what it left out of the pool, by kind of clip: {dropped}")
 
 
 def _bin(name: str) -> str:

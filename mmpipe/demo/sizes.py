@@ -16,6 +16,8 @@ class DemoSize:
     filter_steps: int = 300  # training steps of the CLIP filter (batch 128)
     model_steps: int = 150  # training steps of each of the three model families
     sweep_samples: int = 9600  # samples seen by each sweep setting's training (batch 64)
+    speech_steps: int = 150  # training steps of each speech objective (`mmpipe demo --speech`)
+    speech_sweep_samples: int = 1600  # samples seen by each speech sweep student (batch 16)
 
     def shapes_kwargs(self) -> dict:
         """The arguments of `write_shapes` for this size."""
@@ -32,7 +34,8 @@ FULL = DemoSize()
 # against the warehouse (tests/demo/test_demo.py). What the figures show is proved at the demo's own data
 # and filter size elsewhere: the filter and the sweep's choice in tests/flows/test_filter_flow.py (CLAIMS),
 # each model family in tests/mmpipe/test_train_*.py.
-QUICK = DemoSize(pool=240, seed_pairs=300, holdout=60, filter_steps=20, model_steps=6, sweep_samples=640)
+QUICK = DemoSize(pool=240, seed_pairs=300, holdout=60, filter_steps=20, model_steps=6, sweep_samples=640,
+                 speech_steps=4, speech_sweep_samples=64)
 # The size at which the demo's claims about filtering are tested: the full demo's data and filter, with each
 # sweep setting trained on a third of the samples (filtering still beats none there).
 CLAIMS = DemoSize(sweep_samples=3200)

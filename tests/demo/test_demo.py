@@ -31,8 +31,8 @@ def test_mmpipe_demo_end_to_end(tmp_path):
     exe = Path(sys.executable).with_name("mmpipe")
     # The wait ends when the demo does; the timeout is only a ceiling for a hang (the quick demo takes about a
     # minute and a half alone, and ten times that on a 2-core machine shared with five other test runs).
-    proc = subprocess.run([str(exe), "demo", "--quick"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=3300)
+    proc = subprocess.run([str(exe), "demo", "--quick", "--speech"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=3300)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert "mmpipe sql" in out and "decompression_bomb" in out and "the quick demo" in out
@@ -117,10 +117,52 @@ def test_mmpipe_demo_end_to_end(tmp_path):
                  if line.startswith("  ") and line.strip()]
     assert len(suggested) >= 9 and not any(c.endswith("...") for c in suggested), suggested
     assert any("open_clip_main" in c for c in suggested), suggested
+    _check_speech_part(out, wh)
     q = subprocess.run([str(exe), "sql", "SELECT drop_reason, count(*) FROM outcomes GROUP BY 1"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and "truncated" in q.stdout and "duplicate" in q.stdout
     _relocate_and_compare(home, tmp_path / "moved" / "demo-home")
+
+
+def _check_speech_part(out: str, wh) -> None:
+    """`--speech`: the three speech models' printed metrics are the warehouse's, each sweep row's clips and WER
+    too, the chosen one is tagged best, and what it left out, by kind, is recomputed from the set's truth."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    from mmpipe.demo.speech import speech_set_truth
+    from warehouse.dataset_queries import resolve_dataset
+
+    part = out.split("== speech set", 1)[1]
+    ev = {(r["objective"], r["metric"]): r["value"] for r in wh.query_readonly(
+        "SELECT m.objective, e.metric, e.value FROM evals e JOIN models m USING (model_id) JOIN datasets d "
+        "USING (dataset_id) WHERE d.name = 'demo-speech-set' AND e.split = 'val'").to_pylist()}
+    for objective in ("asr", "speech-masked", "audio-contrastive"):
+        line = re.search(rf"^  {objective}\s+\w+\s+demo-speech-set@v1 \[val\]  (.*)$", part, re.M)
+        pairs = re.findall(r"([\w@]+) (-?[\d.]+)", line.group(1)) if line else []
+        assert pairs, (objective, part[:3000])
+        for metric, value in pairs:
+            assert float(value) == pytest.approx(ev[(objective, metric)], rel=1e-3, abs=1e-3), (objective, metric)
+    rows = re.findall(r"^  (\S+=\S+)\s+demo-speech-sweep@(v\d+)\s+(\d+) clips  wer ([\d.]+)(  <- chosen)?$", part, re.M)
+    assert len(rows) == 3, part[-3000:]
+    for setting, version, n, wer in [r[:4] for r in rows]:
+        found = wh.query_readonly("SELECT d.n_samples, e.value FROM datasets d JOIN models m USING (dataset_id) "
+                                  "JOIN evals e USING (model_id) WHERE d.name = 'demo-speech-sweep' AND d.version = ? "
+                                  "AND e.metric = 'wer'", [version]).to_pylist()
+        assert found and found[0]["n_samples"] == int(n) and found[0]["value"] == pytest.approx(float(wer), abs=5e-5)
+    chosen = [r[1] for r in rows if r[4]]
+    assert chosen == [resolve_dataset(wh, "demo-speech-sweep@best")["version"]]
+    truth = speech_set_truth()
+
+    def keys(spec):
+        return set(pq.read_table(wh.resolve(resolve_dataset(wh, spec)["manifest_uri"])).column("source_key").to_pylist())
+
+    pool, kept = keys("demo-speech-sweep-pool"), keys(f"demo-speech-sweep@{chosen[0]}")
+    printed = dict(re.findall(r"(\w+) (\d+/\d+)", part.split("by kind of clip:", 1)[1].splitlines()[0]))
+    for kind, counts in printed.items():
+        of_kind = {k for k in pool if truth[k]["kind"] == kind}
+        assert counts == f"{len(of_kind - kept)}/{len(of_kind)}", kind
 
 
 def _relocate_and_compare(home, moved):
