@@ -28,7 +28,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # whole files to two workers in collection order (--dist loadfile --no-loadscope-reorder; xdist's own
 # reorder puts files with few tests, the long single-test ones among them, last), so starting these
 # first keeps one long file from running alone at the end. Files not listed keep pytest's order.
-SLOW_FIRST = ("demo/test_demo.py", "deployments/test_deployments.py", "deployments/test_schedule.py",
+SLOW_FIRST = ("flows/test_filter_flow.py", "demo/test_demo.py", "deployments/test_deployments.py",
+              "flows/test_speech_training.py", "deployments/test_schedule.py",
               "flows/test_accounting.py", "flows/test_curate_flow.py", "mmpipe/test_train_contrastive.py",
               "flows/test_dask.py", "flows/test_failures.py")
 

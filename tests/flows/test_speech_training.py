@@ -28,7 +28,7 @@ def test_the_pipeline_transcribes_then_trains_and_evaluates_each_speech_objectiv
 
     home = speech["home"]
     out = CliRunner().invoke(app, ["pipeline", speech["pool"], "--name", "speech", "--objectives",
-                                   "asr,speech-masked,audio-contrastive", "--steps", "8", "--batch-size", "8",
+                                   "asr,speech-masked,audio-contrastive", "--steps", "4", "--batch-size", "8",
                                    "--whisper-model", "tiny.en", "--home", home])
     assert out.exit_code == 0, out.output
     wh = Warehouse(home)
@@ -47,7 +47,7 @@ def test_the_pipeline_transcribes_then_trains_and_evaluates_each_speech_objectiv
     assert evals[("asr", "n_references")]["value"] >= 10  # the validation split's clips with a reference
     steps = wh.sql("SELECT m.objective, max(t.step) AS last FROM train_steps t JOIN models m USING (model_id) "
                    "GROUP BY ALL").to_pylist()
-    assert {r["objective"]: r["last"] for r in steps} == {o: 8 for o in models}
+    assert {r["objective"]: r["last"] for r in steps} == {o: 4 for o in models}
     for objective, m in models.items():  # each model's metrics printed
         assert f"{objective:<12} {m['model_id'][:8]}  speech@v1 [val]" in out.output, out.output[-2000:]
     page = (Path(home) / "reports" / "speech" / "v1" / "index.html").read_text()
