@@ -13,7 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # One thread per torch/BLAS process: two test workers (and their subprocesses) on 2 cores each spinning two
 # OpenMP threads spent 4x the CPU for the same training steps (a 30-step filter training: 62 CPU-s with 2
 # threads, 16 with 1, on a loaded machine). Set before anything imports torch; subprocesses inherit it.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+# DuckDB likewise (MMPIPE_DUCKDB_THREADS): the warehouse and user-SQL tests spent 66 CPU-s with a thread per
+# core and 53.5 with one, each file alone.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MMPIPE_DUCKDB_THREADS"):
     os.environ.setdefault(_var, "1")
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mmpipe-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME

@@ -141,10 +141,13 @@ def connect(catalog: Catalog, read_only: bool = False, snapshot: int | None = No
 
     Its memory is capped ($MMPIPE_DUCKDB_MEMORY, default 2GB: DuckDB's own default is 80% of the
     machine) and run-wide joins past it spill under the home's lake/.tmp, so a pipeline process's
-    memory stays flat in the number of samples.
+    memory stays flat in the number of samples. $MMPIPE_DUCKDB_THREADS caps its threads (default: one
+    per core), for machines that run several pipeline processes side by side.
     """
     config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
               "memory_limit": os.environ.get("MMPIPE_DUCKDB_MEMORY", "2GB")}
+    if os.environ.get("MMPIPE_DUCKDB_THREADS"):
+        config["threads"] = int(os.environ["MMPIPE_DUCKDB_THREADS"])
     if os.access(catalog.lake, os.W_OK):
         config["temp_directory"] = str(catalog.lake / ".tmp")
     con = duckdb.connect(config=config)
