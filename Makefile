@@ -23,7 +23,7 @@ demo: $(STAMP)
 # test count and start the long single-test files last). Prints the slowest tests.
 test: $(STAMP)
 	bash tests/services.sh
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
