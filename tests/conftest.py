@@ -212,4 +212,5 @@ if os.environ.get("MMPIPE_TEST_PROFILE"):  # opt-in: one JSON line per test with
         yield
         with open(os.environ["MMPIPE_TEST_PROFILE"], "a") as out:
             out.write(json.dumps({"test": item.nodeid, "wall_s": round(time.monotonic() - wall, 2),
-                                  "cpu_s": round(cpu() - used, 2)}) + "\n")
+                                  "cpu_s": round(cpu() - used, 2), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                                  "ended": round(time.time(), 1)}) + "\n")

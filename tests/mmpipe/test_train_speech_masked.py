@@ -80,3 +80,25 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(speech_shard, tmp_pa
     assert resumed["resumed_from"] == 3
     assert [h["contrastive_loss"] for h in resumed["history"]] == \
         [h["contrastive_loss"] for h in straight["history"][3:]]
+
+
+def test_a_linear_probe_scores_its_features_where_clips_carry_labels(trained, tmp_path):
+    """Clips whose json carries a `label` (here the speech set's voice, male or female) get a linear probe on
+    the frozen features, trained on the training split and scored on the validation split beside the
+    majority class."""
+    import json
+
+    from mmpipe.demo.speech import speech_set
+    from mmpipe.sources.tars import write_tar_atomic
+
+    truth = speech_set(tmp_path / "set")
+    good = sorted(k for k, t in truth.items() if t["kind"] == "good")[:80]
+    write_tar_atomic(tmp_path / "labelled.tar", [
+        {"__key__": Path(k).stem, "ogg": (tmp_path / "set" / k).read_bytes(), "txt": truth[k]["text"].encode(),
+         "json": json.dumps({"sample_id": Path(k).stem, "reference": truth[k]["text"],
+                             "label": "female" if "+f" in truth[k]["voice"] else "male"}).encode()} for k in good])
+    metrics = evaluate_speech_masked(str(latest_checkpoint(trained["out_dir"])), str(tmp_path / "labelled.tar"),
+                                     split="val", val_fraction=0.3)
+    assert metrics["linear_probe_classes"] == 2
+    assert 0 <= metrics["linear_probe_accuracy"] <= 1 and 0.5 <= metrics["linear_probe_majority_baseline"] <= 1
+    assert metrics["contrastive_loss"] > 0 and metrics["eval_batches"] >= 1
