@@ -18,13 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmpipe demo
 
-# Three workers on two cores, a test file each at a time (the slow files wait on servers and subprocesses much
-# of the time, and a third worker fills the core a waiting one leaves),
-# in collection order: tests/conftest.py puts the slowest files first (xdist would otherwise reorder by
+# Two workers, a test file each at a time (three kept both cores busier but cost 15% more CPU: 11m22s against
+# 11m04s), in collection order: tests/conftest.py puts the slowest files first (xdist would otherwise reorder by
 # test count and start the long single-test files last). Prints the slowest tests.
 test: $(STAMP)
 	bash tests/services.sh
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -163,6 +163,28 @@ def _check_speech_part(out: str, wh) -> None:
     for kind, counts in printed.items():
         of_kind = {k for k in pool if truth[k]["kind"] == kind}
         assert counts == f"{len(of_kind - kept)}/{len(of_kind)}", kind
+    # what each threshold selected (data, not model quality, so it holds at the quick size): no evaluation clip
+    # in any training subset; each threshold keeps a strict subset of no filtering and drops bad clips at more
+    # than 1.5x their share (tiny.en's pseudo-labels of these short clips are rough, so good clips fall too);
+    # max_wer drops the clips read from another sentence and the foreign gibberish
+    by_setting = {setting: keys(f"demo-speech-sweep@{version}") for setting, version in [r[:2] for r in rows]}
+    holdout = keys("demo-speech-holdout")
+    assert not any(s & holdout for s in by_setting.values())
+    everything = by_setting["keep_fraction=1"]
+    bad = {k for k in everything if truth[k]["kind"] != "good"}
+    for setting in ("min_avg_logprob=-1", "max_wer=1"):
+        assert by_setting[setting] < everything, setting
+        dropped = everything - by_setting[setting]
+        assert len(dropped & bad) / len(dropped) > 1.5 * len(bad) / len(everything), (setting, len(dropped & bad))
+    for kind in ("mismatched", "foreign_gibberish"):
+        assert len({k for k in everything if truth[k]["kind"] == kind} - by_setting["max_wer=1"]) >= 3, kind
+    # the chosen one: the lowest WER unless a setting keeping more is within one standard error of it
+    wers = {version: float(wer) for _, version, _, wer, _ in rows}
+    sizes = {version: int(n) for _, version, n, _, _ in rows}
+    top = min(wers.values())
+    n_eval = resolve_dataset(wh, "demo-speech-holdout")["n_samples"]
+    se = (top * (1 - top) / n_eval) ** 0.5 if 0 <= top <= 1 else 0.0
+    assert sizes[chosen[0]] == max(sizes[v] for v, w in wers.items() if w <= top + se + 1e-4)
 
 
 def _relocate_and_compare(home, moved):

@@ -1,11 +1,10 @@
-"""Speech data that trains speech models, on the shipped speech set (300 espeak-ng clips, 10% bad): `mmpipe
-pipeline` transcribes it and trains and evaluates the three speech objectives on the new version (the report
-shows them, with the asr student's worst transcripts), and the speech sweep trains one asr student per
-transcript-quality threshold at equal samples seen and tags the lowest-WER one NAME@best."""
+"""Speech data that trains speech models, on part of the shipped speech set: `mmpipe pipeline` transcribes it and
+trains and evaluates the three speech objectives on the new version (the report shows them, with the asr
+student's worst transcripts). The speech sweep runs in the demo test (`mmpipe demo --quick --speech`), which
+checks what each threshold selects, that no evaluation clip is trained on, and the one-standard-error choice."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,9 @@ def speech(prefect_harness, tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("speech")
     pool, holdout, truth = split_speech_set(root / "set")
+    for name in sorted(truth)[120:]:  # 120 clips (about 100 in the pool) make a version with a validation split
+        for path in (pool / name, (pool / name).with_suffix(".txt")):
+            path.unlink(missing_ok=True)
     return {"home": str(root / "home"), "pool": str(pool), "holdout": str(holdout), "truth": truth}
 
 
@@ -44,7 +46,7 @@ def test_the_pipeline_transcribes_then_trains_and_evaluates_each_speech_objectiv
             ("speech-masked", "contrastive_loss_chance"), ("audio-contrastive", "audio_to_text_R@1"),
             ("audio-contrastive", "text_to_audio_R@5")} <= set(evals)
     assert all(e["split"] == "val" for e in evals.values())
-    assert evals[("asr", "n_references")]["value"] >= 10  # the validation split's clips with a reference
+    assert evals[("asr", "n_references")]["value"] >= 3  # the validation split's clips with a reference
     steps = wh.sql("SELECT m.objective, max(t.step) AS last FROM train_steps t JOIN models m USING (model_id) "
                    "GROUP BY ALL").to_pylist()
     assert {r["objective"]: r["last"] for r in steps} == {o: 4 for o in models}
@@ -56,49 +58,3 @@ def test_the_pipeline_transcribes_then_trains_and_evaluates_each_speech_objectiv
         from mmpipe.train.objectives import pipeline_modality
 
         pipeline_modality(("asr", "contrastive"))
-
-
-def test_a_speech_sweep_trains_a_student_per_threshold_and_tags_the_lowest_wer(speech):
-    import pyarrow.parquet as pq
-
-    from flows.speech_sweep import speech_sweep_flow
-    from flows.transcribe import transcribe_flow
-    from warehouse.dataset_queries import resolve_dataset
-
-    home, truth = speech["home"], speech["truth"]
-    transcribe_flow(speech["holdout"], "speech-holdout", home=home, whisper_model="tiny.en")
-    result = speech_sweep_flow(speech["pool"], "swept", "speech-holdout", home=home, min_avg_logprobs=[-1.0],
-                               max_wers=[1.0], samples_seen=160, batch_size=16)
-    rows = {r["setting"]: r for r in result["results"]}
-    assert set(rows) == {"min_avg_logprob=-1", "max_wer=1", "keep_fraction=1"}
-    assert {r["samples_seen"] for r in rows.values()} == {160}
-    assert len({r["model_id"] for r in rows.values()}) == 3  # a student per setting
-    assert all("wer" in r["metrics"] and "cer" in r["metrics"] for r in rows.values())
-    wh = Warehouse(home)
-    keys = {}
-    for setting, r in rows.items():
-        manifest = pq.read_table(wh.resolve(resolve_dataset(wh, f"swept@{r['version']}")["manifest_uri"]))
-        keys[setting] = set(manifest.column("source_key").to_pylist())
-    holdout = {p.name for p in Path(speech["holdout"]).glob("*.ogg")}
-    assert not any(keys[s] & holdout for s in keys)  # no student saw an evaluation clip
-    everything = keys["keep_fraction=1"]
-    assert all(keys[s] < everything for s in keys if s != "keep_fraction=1")
-    # a threshold drops bad audio more often than good: its dropped clips hold a larger share of bad ones than the
-    # pool (tiny.en's pseudo-labels of these short synthetic clips are rough, so good clips fall below it too)
-    bad = {k for k, t in truth.items() if t["kind"] != "good"} & everything
-    for setting in ("min_avg_logprob=-1", "max_wer=1"):
-        dropped = everything - keys[setting]
-        assert len(dropped & bad) / len(dropped) > 1.5 * len(bad) / len(everything), (setting, len(dropped & bad))
-    for kind in ("mismatched", "foreign_gibberish"):  # a reference of another sentence, or no English at all
-        clips = {k for k, t in truth.items() if t["kind"] == kind} & everything
-        assert len(clips - keys["max_wer=1"]) >= 3, kind
-    # the lowest WER wins, unless a setting keeping more is within one standard error
-    top = min(r["metrics"]["wer"] for r in rows.values())
-    n_eval = resolve_dataset(wh, "speech-holdout")["n_samples"]
-    se = (top * (1 - top) / n_eval) ** 0.5 if 0 <= top <= 1 else 0.0
-    close = [r for r in rows.values() if r["metrics"]["wer"] <= top + se]
-    assert result["best"]["n_samples"] == max(r["n_samples"] for r in close)
-    assert resolve_dataset(wh, "swept@best")["version"] == result["best"]["version"]
-    assert Path(result["plot"]).stat().st_size > 5000
-    spec = json.loads(resolve_dataset(wh, "swept@best")["filter_spec"])
-    assert spec["parent"] == result["pool"] and spec["excluded"] == result["eval_dataset"]
