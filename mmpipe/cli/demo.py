@@ -23,7 +23,7 @@ def demo(home: HomeOpt = None,
                                                                  "[default: 150].")] = None,
          speech: Annotated[bool, typer.Option(help="Also train the speech models: the shipped speech set (300 "
                                                    "clips) transcribed, asr, speech-masked and audio-contrastive "
-                                                   "trained on it, and the speech sweep (a few minutes more).")]
+                                                   "trained on it, and the speech sweep (about 5 minutes more).")]
          = False) -> None:
     """Run the pipeline on embedded demo data and show how to look at what it made."""
     root = start_flows(home)
