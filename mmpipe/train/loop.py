@@ -129,6 +129,17 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return Path(out_dir) if (Path(out_dir) / STATE_FILE).is_file() else None
 
 
+def checkpoint_folder(path: str | Path, marker: str) -> Path:
+    """The checkpoint folder a loader reads: `path` itself when it holds `marker` (the objective's config
+    file), else the newest whole step-N checkpoint of the run folder `path`; FileNotFoundError otherwise."""
+    folder = Path(path)
+    if not (folder / marker).is_file():
+        folder = latest_checkpoint(folder) or folder
+    if not (folder / marker).is_file():
+        raise FileNotFoundError(f"no checkpoint ({marker}) in {path}")
+    return folder
+
+
 def _publish(tmp: Path, final: Path) -> None:
     os.rename(tmp, final)  # the one rename: the checkpoint appears whole, or not at all
 

@@ -184,14 +184,9 @@ def load_asr(path: str | Path, device: str | None = None) -> SpeechRecognizer:
     the weights are read with WhisperForConditionalGeneration.from_pretrained."""
     from transformers import WhisperForConditionalGeneration
 
-    from mmpipe.train.loop import latest_checkpoint
+    from mmpipe.train.loop import checkpoint_folder
 
-    folder = Path(path)
-    if not (folder / CONFIG_FILE).is_file():
-        found = latest_checkpoint(folder)
-        if found is None:
-            raise FileNotFoundError(f"no asr checkpoint in {path}")
-        folder = found
+    folder = checkpoint_folder(path, CONFIG_FILE)
     recognizer = SpeechRecognizer(AsrConfig(**json.loads((folder / CONFIG_FILE).read_text())))
     recognizer.model = WhisperForConditionalGeneration.from_pretrained(folder)
     recognizer.model.generation_config.max_length = recognizer.config.max_label_length + 1

@@ -162,13 +162,9 @@ class AudioContrastive(Objective):
 
 def load_audio_contrastive(path: str | Path, device: str | None = None) -> AudioContrastive:
     """A trained model from a checkpoint folder, or a run folder's newest whole checkpoint."""
-    from mmpipe.train.loop import latest_checkpoint
+    from mmpipe.train.loop import checkpoint_folder
 
-    folder = Path(path)
-    if not (folder / CONFIG_FILE).is_file():
-        folder = latest_checkpoint(folder) or folder
-        if not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"no audio-contrastive checkpoint in {path}")
+    folder = checkpoint_folder(path, CONFIG_FILE)
     config = json.loads((folder / CONFIG_FILE).read_text())
     objective = AudioContrastive(AudioContrastiveConfig(**{**config, "text_pretrained": None}))
     objective.config.text_pretrained = config.get("text_pretrained")

@@ -185,11 +185,9 @@ def load_diffusion(path: str | Path, device: str = "cpu") -> Diffusion:
 
     diffusers_logging.set_verbosity_error()  # its hint to install `accelerate` is noise here
     out = Path(path)
-    out = out.parent if out.name == "unet" else out
-    if not (out / META_FILE).is_file():  # a run folder: its newest whole step-N checkpoint
-        from mmpipe.train.loop import latest_checkpoint
+    from mmpipe.train.loop import checkpoint_folder
 
-        out = latest_checkpoint(out) or out
+    out = checkpoint_folder(out.parent if out.name == "unet" else out, META_FILE)
     meta = json.loads((out / META_FILE).read_text())
     text_dir = "local-dir:" + str(out / "text_encoder")
     conditioner = TextConditioner(open_clip.create_model(text_dir), _clip_config(text_dir))

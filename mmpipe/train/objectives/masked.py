@@ -182,11 +182,9 @@ class MaskedAutoencoder(Objective):
 def load_masked(path: str | Path, device: str = "cpu") -> MaskedAutoencoder:
     """A trained masked autoencoder from its checkpoint dir (or its model.safetensors), in eval mode."""
     path = Path(path)
-    out_dir = path.parent if path.is_file() else path
-    if not (out_dir / CONFIG_FILE).is_file():  # a run folder: its newest whole step-N checkpoint
-        from mmpipe.train.loop import latest_checkpoint
+    from mmpipe.train.loop import checkpoint_folder
 
-        out_dir = latest_checkpoint(out_dir) or out_dir
+    out_dir = checkpoint_folder(path.parent if path.is_file() else path, CONFIG_FILE)
     model = MaskedAutoencoder(MaskedConfig(**json.loads((out_dir / CONFIG_FILE).read_text())))
     model.load(out_dir)
     return model.to(device).eval()

@@ -148,13 +148,9 @@ def load_speech_masked(path: str | Path, device: str | None = None) -> SpeechMas
     read with Wav2Vec2ForPreTraining.from_pretrained."""
     from transformers import Wav2Vec2ForPreTraining
 
-    from mmpipe.train.loop import latest_checkpoint
+    from mmpipe.train.loop import checkpoint_folder
 
-    folder = Path(path)
-    if not (folder / CONFIG_FILE).is_file():
-        folder = latest_checkpoint(folder) or folder
-        if not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"no speech-masked checkpoint in {path}")
+    folder = checkpoint_folder(path, CONFIG_FILE)
     objective = SpeechMasked(SpeechMaskedConfig(**json.loads((folder / CONFIG_FILE).read_text())))
     objective.model = Wav2Vec2ForPreTraining.from_pretrained(folder)
     objective.model.set_gumbel_temperature(objective.config.gumbel_temperature)
