@@ -55,6 +55,8 @@ def evaluate_recognizer(checkpoint: str, shards: str, split: str | None = "val",
     """WER and CER of a trained asr model (greedy decoding) against the reference texts of a split's clips,
     and its agreement with their transcripts (the pseudo-labels it learned from): `wer`, `cer`,
     `transcript_wer`, `n_references`, `n_clips`. worst > 0 adds the `worst` clips by WER under "worst"."""
+    import itertools
+
     import torch
 
     from mmpipe.train.audio_data import iter_clips
@@ -64,7 +66,7 @@ def evaluate_recognizer(checkpoint: str, shards: str, split: str | None = "val",
     dev = next(model.parameters()).device
     clips, hypotheses = [], []
     batch: list[dict] = []
-    for clip in [*iter_clips(shards, split=split), None]:
+    for clip in itertools.chain(iter_clips(shards, split=split), [None]):  # streamed: a batch of audio at a time
         if clip is not None:
             batch.append(clip)
         if batch and (clip is None or len(batch) == batch_size):

@@ -74,21 +74,30 @@ def train_diffusion(shards: Shards, out_dir: str | Path, clip_model: str, clip_p
                        **asdict(config)}}
 
 
+def _train_speech(name: str, objective_cls, config_cls, shards: Shards, out_dir: str | Path, model: dict | None,
+                  split: str | None, val_fraction: float, shuffle_buffer: int, on_step: OnStep, options: dict) -> dict:
+    """The speech objectives' one recipe: `model` overrides the objective's config fields, the clips stream
+    through AudioStream with the objective's own features."""
+    from mmpipe.train.audio_data import AudioStream
+
+    config = TrainConfig(out_dir=str(out_dir), **options)
+    model_config = config_cls(**(model or {}))
+    seed_everything(config.seed)
+    objective = objective_cls(model_config)
+    data = AudioStream(shards, objective.features, split=split, val_fraction=val_fraction, seed=config.seed,
+                       shuffle_buffer=shuffle_buffer)
+    result = train(objective, data, config, on_step)
+    return {**result, "objective": name, "config": {"model": asdict(model_config), **asdict(config)}}
+
+
 def train_asr(shards: Shards, out_dir: str | Path, model: dict | None = None, split: str | None = "train",
               val_fraction: float = 0.1, shuffle_buffer: int = 1000, on_step: OnStep = None, **options) -> dict:
     """Train the Whisper-architecture recognizer on an audio version's transcripts (or references);
     `model` overrides AsrConfig fields. The checkpoint loads with WhisperForConditionalGeneration.from_pretrained."""
-    from mmpipe.train.audio_data import AudioStream
     from mmpipe.train.objectives.asr import AsrConfig, SpeechRecognizer
 
-    config = TrainConfig(out_dir=str(out_dir), **options)
-    model_config = AsrConfig(**(model or {}))
-    seed_everything(config.seed)
-    objective = SpeechRecognizer(model_config)
-    data = AudioStream(shards, objective.features, split=split, val_fraction=val_fraction, seed=config.seed,
-                       shuffle_buffer=shuffle_buffer)
-    result = train(objective, data, config, on_step)
-    return {**result, "objective": "asr", "config": {"model": asdict(model_config), **asdict(config)}}
+    return _train_speech("asr", SpeechRecognizer, AsrConfig, shards, out_dir, model, split, val_fraction,
+                         shuffle_buffer, on_step, options)
 
 
 def train_speech_masked(shards: Shards, out_dir: str | Path, model: dict | None = None, split: str | None = "train",
@@ -96,17 +105,10 @@ def train_speech_masked(shards: Shards, out_dir: str | Path, model: dict | None 
                         **options) -> dict:
     """wav2vec 2.0 pretraining on an audio version's clips; `model` overrides SpeechMaskedConfig fields. The
     checkpoint loads with Wav2Vec2ForPreTraining.from_pretrained."""
-    from mmpipe.train.audio_data import AudioStream
     from mmpipe.train.objectives.speech_masked import SpeechMasked, SpeechMaskedConfig
 
-    config = TrainConfig(out_dir=str(out_dir), **options)
-    model_config = SpeechMaskedConfig(**(model or {}))
-    seed_everything(config.seed)
-    objective = SpeechMasked(model_config)
-    data = AudioStream(shards, objective.features, split=split, val_fraction=val_fraction, seed=config.seed,
-                       shuffle_buffer=shuffle_buffer)
-    result = train(objective, data, config, on_step)
-    return {**result, "objective": "speech-masked", "config": {"model": asdict(model_config), **asdict(config)}}
+    return _train_speech("speech-masked", SpeechMasked, SpeechMaskedConfig, shards, out_dir, model, split,
+                         val_fraction, shuffle_buffer, on_step, options)
 
 
 def train_audio_contrastive(shards: Shards, out_dir: str | Path, model: dict | None = None,
@@ -114,17 +116,10 @@ def train_audio_contrastive(shards: Shards, out_dir: str | Path, model: dict | N
                             on_step: OnStep = None, **options) -> dict:
     """CLAP-style audio-text contrastive training (a Whisper-encoder audio tower, an open_clip text tower,
     ClipLoss); `model` overrides AudioContrastiveConfig fields."""
-    from mmpipe.train.audio_data import AudioStream
     from mmpipe.train.objectives.audio_contrastive import AudioContrastive, AudioContrastiveConfig
 
-    config = TrainConfig(out_dir=str(out_dir), **options)
-    model_config = AudioContrastiveConfig(**(model or {}))
-    seed_everything(config.seed)
-    objective = AudioContrastive(model_config)
-    data = AudioStream(shards, objective.features, split=split, val_fraction=val_fraction, seed=config.seed,
-                       shuffle_buffer=shuffle_buffer)
-    result = train(objective, data, config, on_step)
-    return {**result, "objective": "audio-contrastive", "config": {"model": asdict(model_config), **asdict(config)}}
+    return _train_speech("audio-contrastive", AudioContrastive, AudioContrastiveConfig, shards, out_dir, model,
+                         split, val_fraction, shuffle_buffer, on_step, options)
 
 
 # Bump when a change to the training code changes what the same recipe trains (the loop, an objective,
