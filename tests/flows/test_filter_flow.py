@@ -1,4 +1,4 @@
-"""The headline claims of curation, on the demo's own data and filter (mmpipe/demo/sizes.py, CLAIMS): the
+"""The headline claims of curation, on the demo's own data and a shorter filter (mmpipe/demo/sizes.py, CLAIMS): the
 bootstrap-filter flow trains a tiny CLIP on a curated trusted dataset and calibrates its threshold on the
 held-out split; the curate flow then catches the planted mismatched captions of a pool; and the demo's
 sweep finds that filtering beats none at equal samples seen, choosing a threshold that catches the planted
