@@ -16,6 +16,18 @@ _TELEMETRY_OFF = {
 }
 
 
+# Prefect's background services, off in a server that lives for one command (a flow command's private server;
+# the tests' harness): it records the command's flow runs and their states, and nothing else needs it.
+# Scheduling, automations (triggers), late-run, crash and cancellation detection are a lasting server's work
+# (`mmpipe server`, which runs them all), and recording every task run's and every event's rows cost the
+# quick demo's private server 9 of its 21 CPU-s and the demo 31 s of its 142 s (bench/RESULTS.md). The
+# environment can turn any of them back on (PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED=true keeps
+# the task runs, for the UI of a later `mmpipe server` on the same database).
+SHORT_LIVED_SERVER_SERVICES_OFF = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in (
+    "TASK_RUN_RECORDER", "EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "FOREMAN", "REPOSSESSOR",
+    "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "CLEANUP_RECONCILER")}
+
+
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """The mmpipe home: the argument, else $MMPIPE_HOME, else ./mmpipe-data."""
     return Path(home or os.environ.get("MMPIPE_HOME") or DEFAULT_HOME).resolve()

@@ -20,17 +20,15 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MMPI
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mmpipe-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
-from mmpipe.home import configure_prefect  # noqa: E402
+from mmpipe.home import SHORT_LIVED_SERVER_SERVICES_OFF, configure_prefect  # noqa: E402
 
 configure_prefect(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-# The harness's API server runs none of Prefect's background services: flows and tasks run and report the same
-# (the API answers), but nothing records task-run events in its database or evaluates triggers, which no test
-# that uses the harness reads. With them, the server spent 24 of 106 CPU-s of the curate and accounting tests;
-# without, 11 of 88. The deployment tests and the private-server tests run a full server (PREFECT_* dropped).
-for _service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "FOREMAN",
-                 "REPOSSESSOR", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "CLEANUP_RECONCILER"):
-    os.environ.setdefault(f"PREFECT_SERVER_SERVICES_{_service}_ENABLED", "false")
+# The harness's API server, as a flow command's private server, runs none of Prefect's background services
+# (mmpipe/home.py): flows and tasks run and report the same. With them, the server spent 24 of 106 CPU-s of
+# the curate and accounting tests; without, 11 of 88. The deployment tests run a full `prefect server start`.
+for _name, _value in SHORT_LIVED_SERVER_SERVICES_OFF.items():
+    os.environ.setdefault(_name, _value)
 
 
 # The slowest test files, slowest first (durations: bench/RESULTS.md, "Test suite"). `make test` sends

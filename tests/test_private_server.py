@@ -58,6 +58,10 @@ def test_a_private_server_that_dies_ends_the_command_with_one_line(tmp_path):
         time.sleep(0.2)
     servers = [pid for pid in children(proc.pid) if any("uvicorn" in a for a in psutil.Process(pid).cmdline())]
     assert len(servers) == 1
+    from mmpipe.home import SHORT_LIVED_SERVER_SERVICES_OFF  # a server for one command: no background services
+
+    server_env = psutil.Process(servers[0]).environ()
+    assert {k: server_env.get(k) for k in SHORT_LIVED_SERVER_SERVICES_OFF} == SHORT_LIVED_SERVER_SERVICES_OFF
     os.kill(servers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=CEILING)  # it ends by itself: no hang once the server is gone
     assert proc.returncode == 1, stderr[-3000:]

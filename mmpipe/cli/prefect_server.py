@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mmpipe.home import SHORT_LIVED_SERVER_SERVICES_OFF
 from mmpipe.processes import cpu_ticks, terminate_children
 
 _PR_SET_PDEATHSIG = 1
@@ -83,12 +84,14 @@ class PrivateServer:
     The first start in a home creates and migrates the database and registers Prefect's block types,
     one start at a time (two migrations at once fail); later starts skip both
     (PREFECT_API_DATABASE_MIGRATE_ON_START and ..._BLOCKS_REGISTER_ON_START are set false unless the
-    environment sets them) and need no lock, so commands started together start side by side. A server
-    that exits while the command runs ends the command with one line (see `_watch`)."""
+    environment sets them) and need no lock, so commands started together start side by side. It runs
+    none of Prefect's background services (`SHORT_LIVED_SERVER_SERVICES_OFF`). A server that exits while
+    the command runs ends the command with one line (see `_watch`)."""
 
     def __init__(self, timeout_s: float = 900.0):
         """Spawn the server (returns before it answers)."""
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env = {**SHORT_LIVED_SERVER_SERVICES_OFF, **os.environ, "PREFECT_UI_ENABLED": "0",
+               "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
         from importlib.util import find_spec
 
