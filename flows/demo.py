@@ -71,7 +71,7 @@ def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | N
 def _speech_training(home: str, size: DemoSize) -> dict:
     """The speech set curated by the transcribe flow, the three speech objectives trained on it, and the speech
     sweep choosing a transcript-quality threshold by the WER of the asr student on a clean held-out set."""
-    pool, holdout, truth = write_speech_set(home)
+    pool, holdout, truth = write_speech_set(home, size.speech_good_clips)
     curated = transcribe_flow(pool, "demo-speech-set", home=home, whisper_model="tiny.en")
     dataset = f"demo-speech-set@{curated['dataset']['version']}"
     steps = {"home": home, "steps": size.speech_steps, "lr": 3e-3}

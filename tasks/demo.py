@@ -55,11 +55,12 @@ def evaluate_sweep_choice(home: str, pool: str, chosen: str, shapes: ShapesSet) 
 
 
 @task(cache_policy=NO_CACHE)
-def write_speech_set(home: str) -> tuple[str, str, dict]:
-    """The shipped speech set under <home>/demo/speech-set: (pool folder, holdout folder, truth)."""
+def write_speech_set(home: str, good_clips: int | None = None) -> tuple[str, str, dict]:
+    """The shipped speech set under <home>/demo/speech-set (its first `good_clips` good clips and every bad
+    one, or all): (pool folder, holdout folder, truth)."""
     from mmpipe.demo.speech import split_speech_set
 
-    pool, holdout, truth = split_speech_set(Path(home) / "demo" / "speech-set")
+    pool, holdout, truth = split_speech_set(Path(home) / "demo" / "speech-set", good_clips=good_clips)
     return str(pool), str(holdout), truth
 
 

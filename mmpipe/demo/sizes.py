@@ -18,6 +18,7 @@ class DemoSize:
     sweep_samples: int = 9600  # samples seen by each sweep setting's training (batch 64)
     speech_steps: int = 150  # training steps of each speech objective (`mmpipe demo --speech`)
     speech_sweep_samples: int = 1600  # samples seen by each speech sweep student (batch 16)
+    speech_good_clips: int | None = None  # the good clips of the speech set used (None: all 270; the 30 bad always)
 
     def shapes_kwargs(self) -> dict:
         """The arguments of `write_shapes` for this size."""
@@ -35,7 +36,7 @@ FULL = DemoSize()
 # and filter size elsewhere: the filter and the sweep's choice in tests/flows/test_filter_flow.py (CLAIMS),
 # each model family in tests/mmpipe/test_train_*.py.
 QUICK = DemoSize(pool=240, seed_pairs=300, holdout=60, filter_steps=20, model_steps=6, sweep_samples=640,
-                 speech_steps=4, speech_sweep_samples=64)
+                 speech_steps=4, speech_sweep_samples=64, speech_good_clips=90)
 # The size at which the demo's claims about filtering are tested: the full demo's data, its filter trained for
 # two thirds of the steps, each sweep setting trained on a third of the samples (filtering still beats none,
 # and the chosen threshold caught the planted mismatches with precision 0.98 and recall 0.93; at 300 steps

@@ -56,10 +56,13 @@ def speech_set(folder: str | Path) -> dict[str, dict]:
     return truth
 
 
-def split_speech_set(folder: str | Path, holdout_every: int = 6) -> tuple[Path, Path, dict[str, dict]]:
+def split_speech_set(folder: str | Path, holdout_every: int = 6,
+                     good_clips: int | None = None) -> tuple[Path, Path, dict[str, dict]]:
     """The shipped set unpacked into `folder`/pool and `folder`/holdout: every `holdout_every`-th good clip
     (with its reference) goes to the holdout, a clean reference set no training may see (what the speech
-    sweep scores its students on); the rest, bad clips included, is the pool. Returns (pool, holdout, truth)."""
+    sweep scores its students on); the rest, bad clips included, is the pool. With `good_clips`, only the
+    first that many good clips are used (every bad clip still is: the quick demo). Returns (pool, holdout,
+    truth), the truth of every shipped clip."""
     import shutil
 
     folder = Path(folder)
@@ -67,7 +70,10 @@ def split_speech_set(folder: str | Path, holdout_every: int = 6) -> tuple[Path, 
     truth = speech_set(pool)
     holdout.mkdir(parents=True, exist_ok=True)
     good = sorted(k for k, t in truth.items() if t["kind"] == "good")
-    for name in good[::holdout_every]:
+    for name in good[good_clips:] if good_clips is not None else []:
+        for path in (pool / name, (pool / name).with_suffix(".txt")):
+            path.unlink(missing_ok=True)
+    for name in good[:good_clips][::holdout_every]:
         for path in (pool / name, (pool / name).with_suffix(".txt")):
             shutil.move(str(path), str(holdout / path.name))
     return pool, holdout, truth

@@ -71,3 +71,14 @@ def test_tiny_en_understands_the_good_clips(unpacked):
     results = transcriber.transcribe([decode_clip((folder / k).read_bytes())[0] for k in keys])
     hyps = [r["text"] for r in results]
     assert corpus_wer([truth[k]["text"] for k in keys], hyps) < 0.5, hyps  # 0.23 on these 5; 0.43 over all 270 good clips
+
+
+def test_the_quick_split_keeps_every_bad_clip_and_the_first_good_ones(tmp_path):
+    from mmpipe.demo.speech import split_speech_set
+
+    pool, holdout, truth = split_speech_set(tmp_path, good_clips=12)
+    good = sorted(k for k, t in truth.items() if t["kind"] == "good")[:12]
+    clips = {p.name for p in pool.glob("*.ogg")}
+    assert {p.name for p in holdout.glob("*.ogg")} == set(good[::6])
+    assert clips == (set(good) - set(good[::6])) | {k for k, t in truth.items() if t["kind"] != "good"}
+    assert all((pool / name).with_suffix(".txt").is_file() for name in set(good) & clips)  # references go along
