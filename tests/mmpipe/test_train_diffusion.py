@@ -39,8 +39,8 @@ def clip_checkpoint(shards, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def trained(shards, clip_checkpoint, tmp_path_factory) -> dict:
     return train_diffusion(shards, tmp_path_factory.mktemp("diffusion-run"), CLIP, clip_checkpoint, model=UNET,
-                           steps=150, batch_size=32, lr=3e-3, warmup_steps=15, weight_decay=0.0,
-                           checkpoint_every=75, progress=False, shuffle_buffer=500)
+                           steps=100, batch_size=32, lr=3e-3, warmup_steps=15, weight_decay=0.0,
+                           checkpoint_every=50, progress=False, shuffle_buffer=500)
 
 
 def test_loss_falls_and_the_unet_loads_with_diffusers(trained):
