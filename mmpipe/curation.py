@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmpipe.models import whisper
-from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from mmpipe.models.names import CLIP_MODEL as DEFAULT_MODEL, CLIP_PRETRAINED as DEFAULT_PRETRAINED
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.sources import SourceSpec
 from mmpipe.stages.asr_quality import AsrQualityConfig
