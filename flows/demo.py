@@ -61,11 +61,11 @@ def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | N
     diffusion = train_diffusion_flow(dataset, home=home, clip_model=TINY_CLIP,
                                      clip_pretrained=contrastive["checkpoint"], steps=model_steps, batch_size=32,
                                      lr=3e-3)
-    speech = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
+    clips = transcribe_flow(str(SPEECH_DIR), "demo-speech", home=home, whisper_model="tiny.en")
     used = {**size.as_dict(), "filter_steps": train_steps, "model_steps": model_steps, "sweep_samples": sweep_samples}
     return {"home": home, "size": used, "photos": photos, "ingest": ingest, "trusted": trusted, "filter": filt,
             "curate": curate, "report": report, "sweep": sweep, "models": [contrastive, masked, diffusion],
-            "speech": speech, "speech_training": _speech_training(home, size) if speech else None}
+            "speech": clips, "speech_training": _speech_training(home, size) if speech else None}
 
 
 def _speech_training(home: str, size: DemoSize) -> dict:
