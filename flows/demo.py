@@ -44,7 +44,7 @@ def demo_flow(home: str | None = None, quick: bool = False, train_steps: int | N
     photos, shapes = write_demo_data(home, size.shapes_kwargs())
     ingest = ingest_flow(photos, "demo-photos", home=home)
     trusted = curate_flow(str(shapes.seed_shard), "demo-trusted", home=home, min_side=64, clip_model="none")
-    filt = bootstrap_filter_flow("demo-trusted", home=home, steps=train_steps)
+    filt = bootstrap_filter_flow("demo-trusted", home=home, steps=train_steps, model_name=size.filter_model)
     curate = curate_flow(shapes.pattern, "demo-shapes", home=home, min_side=64, clip_model=filt["model_name"],
                          clip_pretrained=filt["checkpoint"], min_clip_score=filt["min_score"])
     report = evaluate_demo(home, curate["run_id"], shapes, filt["model_id"])

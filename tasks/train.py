@@ -242,12 +242,12 @@ def evaluate_task(home: str, model_id: str, run_id: str, eval_dataset: str | Non
 
 
 @task(cache_policy=NO_CACHE, tags=["gpu"])
-def train_filter_task(shards: str, out_dir: str, steps: int, device: str | None = None) -> str:
-    """Train the tiny CLIP filter on the training split of trusted pairs; returns its checkpoint."""
+def train_filter_task(shards: str, out_dir: str, steps: int, model_name: str, device: str | None = None) -> str:
+    """Train the CLIP filter on the training split of trusted pairs; returns its checkpoint."""
     from mmpipe.train.bootstrap import train_filter
 
     logger = get_run_logger()
-    return str(train_filter(shards, out_dir, steps=steps, device=device, split="train",
+    return str(train_filter(shards, out_dir, steps=steps, device=device, split="train", model_name=model_name,
                             on_step=lambda step, m: step % 50 == 0 and logger.info("filter step %d loss %.4f", step,
                                                                                    m.get("contrastive_loss", 0))))
 

@@ -1,7 +1,7 @@
 """The demo as a user runs it: `mmpipe demo --quick` (the demo's every stage at a few hundred pairs and a
 few training steps, see mmpipe/demo/sizes.py) in a fresh process, every printed number checked against the
 warehouse and the demo's ground truth. This checks the demo's logic; what its figures show is proved at the
-smallest size that shows it: the filter and the sweep's choice on the demo's own data and filter in
+smallest size that shows it: the filter and the sweep's choice on the demo's own data (a micro filter) in
 tests/flows/test_filter_flow.py, each model family in tests/mmpipe/test_train_*.py. `make demo` runs the
 full size, not the tests."""
 

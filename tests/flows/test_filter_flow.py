@@ -1,5 +1,5 @@
-"""The headline claims of curation, on the demo's own data and a shorter filter (mmpipe/demo/sizes.py, CLAIMS): the
-bootstrap-filter flow trains a tiny CLIP on a curated trusted dataset and calibrates its threshold on the
+"""The headline claims of curation, on the demo's own data and a smaller filter (mmpipe/demo/sizes.py, CLAIMS): the
+bootstrap-filter flow trains a micro CLIP on a curated trusted dataset and calibrates its threshold on the
 held-out split; the curate flow then catches the planted mismatched captions of a pool; and the demo's
 sweep finds that filtering beats none at equal samples seen, choosing a threshold that catches the planted
 mismatches with precision and recall >= 0.9. (The demo test checks the demo's logic at a tiny size.)"""
@@ -24,7 +24,7 @@ def filtered(prefect_harness, tmp_path_factory):
     home = str(root / "home")
     shapes = write_shapes(root / "shapes", **CLAIMS.shapes_kwargs())
     curate_flow(str(shapes.seed_shard.parent), "trusted", home=home, min_side=64, clip_model="none")
-    filt = bootstrap_filter_flow("trusted", home=home, steps=CLAIMS.filter_steps)
+    filt = bootstrap_filter_flow("trusted", home=home, steps=CLAIMS.filter_steps, model_name=CLAIMS.filter_model)
     pool = curate_flow(shapes.pattern, "pool", home=home, min_side=64, clip_model=filt["model_name"],
                        clip_pretrained=filt["checkpoint"], min_clip_score=filt["min_score"])
     report = evaluate_demo.fn(home, pool["run_id"], shapes, filt["model_id"])
