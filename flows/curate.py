@@ -10,7 +10,7 @@ from flows.fanout import gather, on_a_worker, per_shard, read_shards
 from flows.runners import run_name, task_runner
 from mmpipe.curation import CurateRequest, RunOutcome, curation_result
 from mmpipe.home import resolve_home, stored_path
-from mmpipe.models.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from mmpipe.models.names import CLIP_MODEL as DEFAULT_MODEL, CLIP_PRETRAINED as DEFAULT_PRETRAINED
 from tasks.clip import ensure_clip, plan_scoring, score_staged_shard
 from tasks.curate import clip_filter_run, dedup_run, plan_source, prepare_shard, remove_staging, staged_path
 from tasks.dataset import (announce_dataset, choose_version, count_kept, export_staged_shard, latest_version,

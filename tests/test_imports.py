@@ -16,6 +16,15 @@ def test_import_mmpipe_leaves_prefect_and_duckdb_out():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_curate_flow_imports_no_model_or_plotting_library_until_it_uses_one():
+    """torch and open_clip load where CLIP scoring runs, matplotlib where a plot is drawn (seconds a process)."""
+    code = ("import sys, flows.curate, mmpipe.cli.curate, mmpipe.stages.clip_score, mmpipe.report.plots\n"
+            "bad = [m for m in ('torch', 'open_clip', 'matplotlib') if m in sys.modules]\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_mmpipe_source_never_imports_prefect_or_duckdb():
     from pathlib import Path
 

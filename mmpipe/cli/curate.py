@@ -98,7 +98,7 @@ def curate(
     start_flows(home)
     from flows.curate import curate_flow
     from flows.runners import run_with
-    from mmpipe.models.clip import ClipWeightsUnavailable
+    from mmpipe.models.errors import ClipWeightsUnavailable
 
     try:
         result = run_with(curate_flow, **where, source=source, name=name, home=str(home_of(home)), kind=kind,

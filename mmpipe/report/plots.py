@@ -1,23 +1,27 @@
-"""The report's plots (matplotlib, Agg backend): each function returns PNG bytes."""
+"""The report's plots (matplotlib's object API, no pyplot: no global figure state, safe in the task runner's
+threads, and imported only when a plot is drawn): each function returns PNG bytes."""
 
 from __future__ import annotations
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 KEPT, DROPPED = "#2e8b57", "#c0392b"
 PALETTE = ["#2e8b57", "#c0392b", "#e67e22", "#8e44ad", "#2980b9", "#7f8c8d", "#d35400", "#16a085", "#f1c40f"]
 
 
+def _subplots(*grid: int, figsize: tuple[float, float], squeeze: bool = True):
+    """(figure, axes) like pyplot.subplots, on a Figure of its own (drawn by the Agg canvas)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, squeeze=squeeze)
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -25,7 +29,7 @@ def score_histograms(groups: dict[str, tuple[list[float], list[bool]]], threshol
                      rule: str = "") -> bytes:
     """CLIP score histogram per source: kept and dropped stacked, the threshold as a dashed line."""
     n = max(1, len(groups))
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n), squeeze=False)
+    fig, axes = _subplots(n, 1, figsize=(8, 2.6 * n), squeeze=False)
     every = [s for scores, _ in groups.values() for s in scores]
     bins = np.linspace(min(every, default=0.0), max(every, default=1.0) + 1e-9, 41)
     for ax, (source, (scores, keep)) in zip(axes[:, 0], groups.items()):
@@ -59,7 +63,7 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def projection(points: np.ndarray, labels: list[str], explained: np.ndarray, title: str) -> bytes:
     """A 2-D scatter coloured by outcome (kept first in the legend)."""
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = _subplots(figsize=(7.5, 5.5))
     names = sorted(set(labels), key=lambda v: (v != "kept", v))
     lab = np.asarray(labels)
     for i, name in enumerate(names):
@@ -75,7 +79,7 @@ def projection(points: np.ndarray, labels: list[str], explained: np.ndarray, tit
 
 def audio_histograms(wers: list[float], durations: list[float], keep: list[bool]) -> bytes:
     """WER of clips with a reference, and durations of every decoded clip (kept vs dropped)."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.2))
     a.hist(np.asarray(wers, float), bins=np.linspace(0, max(1.0, max(wers, default=1.0)), 21), color="#2980b9")
     a.set_xlabel("word error rate")
     a.set_ylabel("clips")
@@ -94,7 +98,7 @@ def audio_histograms(wers: list[float], durations: list[float], keep: list[bool]
 def loss_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]]) -> bytes:
     """One panel per model: each loss metric against the step."""
     n = max(1, len(curves))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    fig, axes = _subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
     for ax, (model, metrics) in zip(axes[0], curves.items()):
         for i, (metric, (steps, values)) in enumerate(sorted(metrics.items())):
             ax.plot(steps, values, color=PALETTE[(i + 4) % len(PALETTE)], linewidth=1.2, label=metric)
@@ -108,7 +112,7 @@ def loss_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]]) -> 
 
 def score_shift(a: list[float], b: list[float], label_a: str, label_b: str) -> bytes:
     """Score distributions of two versions' members, overlaid (density)."""
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = _subplots(figsize=(8, 3.2))
     every = list(a) + list(b)
     bins = np.linspace(min(every, default=0.0), max(every, default=1.0) + 1e-9, 41)
     for values, label, color in ((a, label_a, "#2980b9"), (b, label_b, "#e67e22")):

@@ -7,17 +7,20 @@ model is loaded once per process (mmpipe.models.clip caches it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
-from torch.utils.data import DataLoader, Dataset
 
-from mmpipe.models.clip import ClipBundle, encode_pairs, load_clip, to_f16_bytes
 from mmpipe.schema import MAX_PIXELS
 from mmpipe.stages.base import Stage, set_column
 from mmpipe.stages.decode import decode_image
+
+if TYPE_CHECKING:
+    from mmpipe.models.clip import ClipBundle
+
+# torch and open_clip are imported where a model is loaded or run: a curation without CLIP scoring (and
+# every command that only names this config) starts without them (about 2 s of import a process).
 
 
 @dataclass
@@ -32,7 +35,9 @@ class ClipScoreConfig:
     max_pixels: int = MAX_PIXELS
 
 
-class _PairDataset(Dataset):
+class _PairDataset:
+    """A map-style dataset (what DataLoader indexes) of decoded, preprocessed pairs."""
+
     def __init__(self, ids: list[str], contents: list[bytes], texts: list[str], preprocess: Callable,
                  max_pixels: int):
         self.ids, self.contents, self.texts, self.preprocess = ids, contents, texts, preprocess
@@ -47,6 +52,8 @@ class _PairDataset(Dataset):
 
 
 def _collate(items):
+    import torch
+
     ids, images, texts = zip(*items)
     return list(ids), torch.stack(images), list(texts)
 
@@ -62,11 +69,17 @@ class ClipScorer(Stage):
         self.bundle: ClipBundle | None = None
 
     def setup(self) -> None:
+        from mmpipe.models.clip import load_clip
+
         self.bundle = load_clip(self.config.model_name, self.config.pretrained, self.config.device)
 
     def score(self, ids: list[str], contents: list[bytes], texts: list[str],
               progress: Callable[[int], None] | None = None) -> dict[str, tuple[float, bytes, bytes]]:
         """sample_id -> (score, image embedding f16 bytes, text embedding f16 bytes)."""
+        from torch.utils.data import DataLoader
+
+        from mmpipe.models.clip import encode_pairs, to_f16_bytes
+
         if self.bundle is None:
             self.setup()
         bs = self.config.batch_size
