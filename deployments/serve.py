@@ -181,17 +181,32 @@ def default_models(home: str | None = None, online: bool | None = None) -> tuple
         return ({"mmpipe_clip_model": CLIP_MODEL, "mmpipe_clip_pretrained": CLIP_PRETRAINED,
                  "mmpipe_whisper_model": WHISPER_MODEL}, {})
     root = resolve_home(home)
-    filters = sorted((root / "models" / "demo-filter").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    found = _home_filter(root)
     how = "set the Prefect variables mmpipe_clip_model/mmpipe_clip_pretrained/mmpipe_whisper_model to choose"
-    if filters:
-        clip = {"mmpipe_clip_model": TINY_CLIP, "mmpipe_clip_pretrained": str(filters[-1])}
-        said = f"no CLIP model given and no network: the curation uses the demo's filter {filters[-1]} ({how})"
+    if found:
+        clip = {"mmpipe_clip_model": found["model_name"] or TINY_CLIP, "mmpipe_clip_pretrained": found["checkpoint"]}
+        said = (f"no CLIP model given and no network: the curation uses the home's bootstrapped filter "
+                f"{found['model_name'] or TINY_CLIP} {found['checkpoint']} ({how})")
     else:
         clip = {"mmpipe_clip_model": "none", "mmpipe_clip_pretrained": ""}
         said = (f"no CLIP model given, no network and no demo filter in {root}: the curation scores nothing "
                 f"(no CLIP filter; {how})")
     return ({**clip, "mmpipe_whisper_model": "tiny.en"},
             {"clip": said, "whisper": f"no Whisper model given and no network: the transcription uses tiny.en ({how})"})
+
+
+def _home_filter(root) -> dict | None:
+    """The newest CLIP filter the bootstrap-filter flow registered in the home's warehouse (its architecture
+    and checkpoint); without one, the newest checkpoint under models/demo-filter/ (the demo's tiny CLIP)."""
+    if (root / "lake").is_dir():
+        from warehouse import Warehouse
+        from warehouse.dataset_queries import newest_filter
+
+        found = newest_filter(Warehouse(root))
+        if found and found["checkpoint"] and Path(found["checkpoint"]).is_file():
+            return found
+    files = sorted((root / "models" / "demo-filter").rglob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    return {"model_name": None, "checkpoint": str(files[-1])} if files else None
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:

@@ -73,6 +73,15 @@ def latest_model(wh: Warehouse, objective: str, dataset_id: str | None = None) -
     return rows[0] if rows else None
 
 
+def newest_filter(wh: Warehouse) -> dict | None:
+    """The newest bootstrapped CLIP filter of the home (the bootstrap-filter flow registers it with role
+    `filter`): {model_name, checkpoint (absolute path)}, or None."""
+    rows = wh.sql("SELECT json_extract_string(config, '$.model_name') AS model_name, checkpoint_uri FROM models "
+                  "WHERE status = 'trained' AND json_extract_string(config, '$.role') = 'filter' "
+                  "ORDER BY created_at DESC LIMIT 1").to_pylist()
+    return {"model_name": rows[0]["model_name"], "checkpoint": wh.resolve(rows[0]["checkpoint_uri"])} if rows else None
+
+
 def models_with_evals(wh: Warehouse, model_ids: list[str] | None = None):
     """Models with their dataset version and every metric (Arrow, one row per model x metric x split)."""
     return wh.query_readonly(

@@ -32,13 +32,13 @@ def test_curation_through_its_deployment_triggers_training(server_env, server_cl
 
     env, procs = server_env
     write_shape_shards(tmp_path / "src", 160, shard_size=80)
-    demo_filter = Path(env["MMPIPE_HOME"]) / "models" / "demo-filter"
+    demo_filter = Path(env["MMPIPE_HOME"]) / "models" / "demo-filter" / "step-00000300"
     demo_filter.mkdir(parents=True)
-    shutil.copy(tiny_clip_checkpoint, demo_filter / "model.safetensors")  # what `mmpipe demo` leaves there
+    shutil.copy(tiny_clip_checkpoint, demo_filter / "model.safetensors")  # where `mmpipe demo` leaves its filter
     out = subprocess.run([EXE, "deploy", "--image-source", str(tmp_path / "src"), "--audio-source", str(tmp_path)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "warning: no CLIP model given and no network: the curation uses the demo's filter" in out.stderr
+    assert "warning: no CLIP model given and no network: the curation uses the home's bootstrapped filter" in out.stderr
     from prefect.client.orchestration import get_client
 
     async def configure():
@@ -86,7 +86,8 @@ def test_curation_through_its_deployment_triggers_training(server_env, server_cl
     # Waits on the runs' states (and the worker staying up); the timeouts are ceilings for a busy machine.
     wait_run(env, "curate", 1200, wlog, procs)
     scored = Warehouse(tmp_path / "home").sql("SELECT DISTINCT model, pretrained FROM clip_scores").to_pylist()
-    assert scored == [{"model": "mmpipe-tiny-clip", "pretrained": "models/demo-filter/model.safetensors"}], scored
+    assert scored == [{"model": "mmpipe-tiny-clip", "pretrained": "models/demo-filter/step-00000300/model.safetensors"}], \
+        scored
     trained = wait_run(env, "train-contrastive", 1200, wlog, procs)
     assert trained.parameters["dataset"] == "images@v1"
     wh = Warehouse(tmp_path / "home")

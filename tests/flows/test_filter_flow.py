@@ -39,6 +39,17 @@ def test_the_filter_catches_planted_mismatched_captions(filtered):
     assert dedup["precision"] == 1.0 and dedup["recall"] == 1.0
 
 
+def test_offline_deployments_default_to_the_homes_filter_with_its_own_architecture(filtered):
+    """`mmpipe deploy` with no network picks the newest filter the warehouse registered, as what it is (here the
+    micro config), and tells why."""
+    from deployments.serve import default_models
+
+    models, why = default_models(filtered["home"], online=False)
+    assert models["mmpipe_clip_model"] == "mmpipe-micro-clip" == filtered["filter"]["model_name"]
+    assert models["mmpipe_clip_pretrained"] == filtered["filter"]["checkpoint"]
+    assert "bootstrapped filter mmpipe-micro-clip" in why["clip"]
+
+
 def test_the_threshold_is_the_quantile_of_the_held_out_split(filtered):
     import json
 
