@@ -39,12 +39,13 @@ def server_env(tmp_path):
     env["PREFECT_API_URL"] = url
     procs = [server]
     yield env, procs
-    for p in procs:
+    # The server's clients first (worker, `mmpipe serve`), then the server: a client whose server is gone
+    # spends its shutdown retrying the API (20 s each, measured, when the server went first).
+    for p in reversed(procs):
         try:
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
-    for p in procs:
+            continue
         try:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
