@@ -202,7 +202,10 @@ def _home_filter(root) -> dict | None:
         from warehouse import Warehouse
         from warehouse.dataset_queries import newest_filter
 
-        found = newest_filter(Warehouse(root))
+        try:
+            found = newest_filter(Warehouse(root, read_only=True))
+        except (RuntimeError, FileNotFoundError):  # a warehouse of an older schema, or none yet
+            found = None
         if found and found["checkpoint"] and Path(found["checkpoint"]).is_file():
             return found
     files = sorted((root / "models" / "demo-filter").rglob("*.safetensors"), key=lambda p: p.stat().st_mtime)
