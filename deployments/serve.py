@@ -175,7 +175,7 @@ def default_models(home: str | None = None, online: bool | None = None) -> tuple
     """The production models when their hub is reachable; offline, the home's demo filter (or no CLIP
     filter when the home has none) and the Whisper model installed with the demo extra; with why."""
     from mmpipe.home import resolve_home
-    from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP, WHISPER_MODEL
+    from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, WHISPER_MODEL
 
     if online if online is not None else hub_reachable():
         return ({"mmpipe_clip_model": CLIP_MODEL, "mmpipe_clip_pretrained": CLIP_PRETRAINED,
@@ -184,9 +184,9 @@ def default_models(home: str | None = None, online: bool | None = None) -> tuple
     found = _home_filter(root)
     how = "set the Prefect variables mmpipe_clip_model/mmpipe_clip_pretrained/mmpipe_whisper_model to choose"
     if found:
-        clip = {"mmpipe_clip_model": found["model_name"] or TINY_CLIP, "mmpipe_clip_pretrained": found["checkpoint"]}
+        clip = {"mmpipe_clip_model": found["model_name"], "mmpipe_clip_pretrained": found["checkpoint"]}
         said = (f"no CLIP model given and no network: the curation uses the home's bootstrapped filter "
-                f"{found['model_name'] or TINY_CLIP} {found['checkpoint']} ({how})")
+                f"{found['model_name']} {found['checkpoint']} ({how})")
     else:
         clip = {"mmpipe_clip_model": "none", "mmpipe_clip_pretrained": ""}
         said = (f"no CLIP model given, no network and no demo filter in {root}: the curation scores nothing "
@@ -195,7 +195,7 @@ def default_models(home: str | None = None, online: bool | None = None) -> tuple
             {"clip": said, "whisper": f"no Whisper model given and no network: the transcription uses tiny.en ({how})"})
 
 
-def _home_filter(root) -> dict | None:
+def _home_filter(root: Path) -> dict | None:
     """The newest CLIP filter the bootstrap-filter flow registered in the home's warehouse (its architecture
     and checkpoint); without one, the newest checkpoint under models/demo-filter/ (the demo's tiny CLIP)."""
     if (root / "lake").is_dir():
@@ -208,8 +208,10 @@ def _home_filter(root) -> dict | None:
             found = None
         if found and found["checkpoint"] and Path(found["checkpoint"]).is_file():
             return found
+    from mmpipe.models.names import TINY_CLIP
+
     files = sorted((root / "models" / "demo-filter").rglob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-    return {"model_name": None, "checkpoint": str(files[-1])} if files else None
+    return {"model_name": TINY_CLIP, "checkpoint": str(files[-1])} if files else None
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:

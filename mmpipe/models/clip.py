@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mmpipe.models.cache import cached
-from mmpipe.models.errors import ClipWeightsUnavailable  # noqa: F401 (raised here, caught by callers)
+from mmpipe.models.errors import ClipWeightsUnavailable
 from mmpipe.models.names import CLIP_MODEL, CLIP_PRETRAINED, TINY_CLIP
 
 # The production default: a real LAION-2B ViT-B/32. Its weights download from the hub on first
